@@ -1,0 +1,56 @@
+# epollshim: `make demo` and `make test` each do all the set-up they need on a
+# fresh Debian machine (as root): system packages, then the package itself.
+PYTHON ?= python3
+APT_PACKAGES := runc busybox-static containerd conmon
+STAMP := .make-dev.stamp
+
+.PHONY: help deps dev fmt lint typecheck test test-core demo bench diagram clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+deps:  ## install runc, busybox-static, containerd and conmon from Debian if missing
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m pip install -q -e '.[dev]'
+	@touch $@
+
+dev: deps $(STAMP)  ## deps + the package (editable) with test and lint tools
+
+fmt: $(STAMP)  ## format the code
+	ruff format epollshim tests bench
+	ruff check --fix epollshim tests bench
+
+lint: $(STAMP)  ## ruff check, ruff format --check, mypy --strict
+	ruff check epollshim tests bench
+	ruff format --check epollshim tests bench
+	mypy
+
+typecheck: $(STAMP)
+	mypy
+
+test: dev  ## the whole suite: pure core, real runc, real containerd
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+test-core: $(STAMP)  ## only the tests that start no process
+	$(PYTHON) -m pytest tests/core tests/v2 $(PYTEST_ARGS)
+
+demo: dev  ## run a real container through epollshim (seed form and containerd)
+	$(PYTHON) -m epollshim.demo
+
+bench: dev  ## epollshim vs containerd-shim-runc-v2 and conmon, as ratios
+	$(PYTHON) -m pip install -q -e '.[bench]'
+	$(PYTHON) -m bench
+
+diagram: $(STAMP)  ## the state table as a Mermaid diagram
+	$(PYTHON) -m epollshim.core.diagram
+
+clean:
+	rm -rf $(STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
