@@ -1,59 +1,78 @@
 """Effects: imperative commands the core hands the shell to carry out.
 
 The core never performs them; the shell (and the front end that owns the
-process) does, in order.
+process) does, in the order given.
 """
 
-from dataclasses import dataclass
+from epollshim.core.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class WatchPid:
+class WatchPid(Record):
     """Route future exits of this pid to the process (and replay a cached one)."""
 
+    __slots__ = __match_args__ = ("pid",)
     pid: int
 
+    def __init__(self, pid: int) -> None:
+        self._set(pid=pid)
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+
+class Signal(Record):
     """Deliver a signal to the process (``all``: every process of the container)."""
 
+    __slots__ = __match_args__ = ("signal", "all")
     signal: int
     all: bool
 
+    def __init__(self, signal: int, all: bool) -> None:
+        self._set(signal=signal, all=all)
 
-@dataclass(frozen=True, slots=True)
-class KillRemaining:
+
+class KillRemaining(Record):
     """The init died: kill whatever else still runs in the container."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class StartDrain:
+
+class StartDrain(Record):
     """Drain the process's output to EOF; report DrainExpired after ``deadline`` seconds."""
 
+    __slots__ = __match_args__ = ("deadline",)
     deadline: float
 
+    def __init__(self, deadline: float) -> None:
+        self._set(deadline=deadline)
 
-@dataclass(frozen=True, slots=True)
-class RecordExit:
+
+class RecordExit(Record):
     """Record the exit code (0..255) exactly once: exitStatus, Wait answers, events."""
 
+    __slots__ = __match_args__ = ("code",)
     code: int
 
+    def __init__(self, code: int) -> None:
+        self._set(code=code)
 
-@dataclass(frozen=True, slots=True)
-class ReportFailure:
+
+class ReportFailure(Record):
     """Tell whoever asked that the runtime failed, with runc's own words."""
 
+    __slots__ = __match_args__ = ("step", "message")
     step: str
     message: str
 
+    def __init__(self, step: str, message: str) -> None:
+        self._set(step=step, message=message)
 
-@dataclass(frozen=True, slots=True)
-class Warn:
+
+class Warn(Record):
     """Write a warning to the shim's log."""
 
+    __slots__ = __match_args__ = ("message",)
     message: str
+
+    def __init__(self, message: str) -> None:
+        self._set(message=message)
 
 
 Effect = WatchPid | Signal | KillRemaining | StartDrain | RecordExit | ReportFailure | Warn

@@ -12,12 +12,12 @@ Rule 2: each (state, event type) pair is exactly one of
 """
 
 import collections
-import dataclasses
 from collections.abc import Callable
 
 from epollshim.core import effects as fx
 from epollshim.core import events as ev
 from epollshim.core.exitcode import from_wait_status
+from epollshim.core.record import Record
 from epollshim.core.states import State
 
 S = State
@@ -63,10 +63,10 @@ class InvalidTransition(Exception):
         self.event = event
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Transition:
+class Transition(Record):
     """One state change, as observers see it."""
 
+    __slots__ = __match_args__ = ("name", "pid", "old", "new", "event", "effects", "time")
     name: str
     pid: int | None
     old: State
@@ -74,6 +74,18 @@ class Transition:
     event: ev.Event
     effects: tuple[fx.Effect, ...]
     time: float
+
+    def __init__(
+        self,
+        name: str,
+        pid: int | None,
+        old: State,
+        new: State,
+        event: ev.Event,
+        effects: tuple[fx.Effect, ...],
+        time: float,
+    ) -> None:
+        self._set(name=name, pid=pid, old=old, new=new, event=event, effects=effects, time=time)
 
 
 Observer = Callable[[Transition], None]
