@@ -1,0 +1,5 @@
+import sys
+
+from epollshim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,78 @@
+"""The console socket: how runc hands us the pty master, and resizing it.
+
+Facts (runc 1.1, checked here): with ``--console-socket PATH`` runc connects
+to PATH and sends one message whose data is the slave's name and whose
+ancillary data is one SCM_RIGHTS fd, the pty master. It does so before it
+writes the pid file, so once ``runc create``/``exec`` exited 0 the connection
+is already queued in the listen backlog and a non-blocking accept finds it.
+The 108-byte ``sun_path`` limit is why the socket lives in a short temp dir.
+"""
+
+import array
+import fcntl
+import os
+import socket
+import struct
+import termios
+
+
+class ConsoleError(Exception):
+    pass
+
+
+class ConsoleSocket:
+    def __init__(self) -> None:
+        # mkdtemp without importing tempfile (and random, shutil...): 0700, fresh name
+        tmp = os.environ.get("TMPDIR") or "/tmp"
+        self.dir = os.path.join(tmp, "epollshim-pty-" + os.urandom(6).hex())
+        os.mkdir(self.dir, 0o700)
+        self.path = os.path.join(self.dir, "pty.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.setblocking(False)
+
+    def receive(self) -> int:
+        """The pty master fd (non-blocking, close-on-exec); ConsoleError if none came."""
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError as e:
+            raise ConsoleError("runc sent no console on the console socket") from e
+        with conn:
+            fds = array.array("i")
+            conn.setblocking(False)
+            try:
+                _, ancdata, _, _ = conn.recvmsg(
+                    1024, socket.CMSG_SPACE(fds.itemsize), socket.MSG_CMSG_CLOEXEC
+                )
+            except BlockingIOError as e:
+                raise ConsoleError("console socket connection sent nothing") from e
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ConsoleError(f"expected one pty master fd, got {len(fds)}")
+        master = fds[0]
+        os.set_blocking(master, False)
+        return master
+
+    def close(self) -> None:
+        self.sock.close()
+        for path, remove in ((self.path, os.unlink), (self.dir, os.rmdir)):
+            try:
+                remove(path)
+            except FileNotFoundError:
+                pass
+
+
+def set_winsize(fd: int, cols: int, rows: int) -> None:
+    cols, rows = (max(0, min(v, 65535)) for v in (cols, rows))
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def get_winsize(fd: int) -> tuple[int, int]:
+    """(cols, rows) of the terminal on ``fd``."""
+    rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    return cols, rows

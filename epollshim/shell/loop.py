@@ -1,0 +1,127 @@
+"""One ``selectors.EpollSelector`` loop: fd callbacks and one-shot timers.
+
+Facts about epoll this loop relies on:
+* Level-triggered (the selectors default): a readable fd is reported again on
+  every ``select`` until it is drained, so a callback may read just once.
+* A pipe/FIFO whose last writer closed reports EPOLLHUP; selectors maps HUP
+  and ERR to both read and write readiness, so read callbacks see EOF.
+* A pty master whose slave side is gone reports HUP for ever: the owner must
+  unregister it, or the loop spins.
+Rule: register EVENT_WRITE only while bytes are pending, and arm timers only
+while something has a deadline. With neither, ``select`` blocks with no
+timeout and an idle shim makes no system calls at all.
+"""
+
+import heapq
+import selectors
+import time
+from collections.abc import Callable
+
+Callback = Callable[[], None]
+
+READ = selectors.EVENT_READ
+WRITE = selectors.EVENT_WRITE
+
+
+class Timer:
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callback) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def __lt__(self, other: "Timer") -> bool:
+        return self.when < other.when
+
+
+class Loop:
+    def __init__(self) -> None:
+        self.selector = selectors.EpollSelector()
+        # fd -> [read callback or None, write callback or None]
+        self.callbacks: dict[int, list[Callback | None]] = {}
+        self.timers: list[Timer] = []
+        self.running = False
+
+    # -- fds -------------------------------------------------------------
+    def _update(self, fd: int) -> None:
+        cbs = self.callbacks[fd]
+        mask = (READ if cbs[0] else 0) | (WRITE if cbs[1] else 0)
+        registered = fd in self.selector.get_map()
+        if not mask:
+            del self.callbacks[fd]
+            if registered:
+                self.selector.unregister(fd)
+        elif registered:
+            self.selector.modify(fd, mask)
+        else:
+            self.selector.register(fd, mask)
+
+    def _set(self, fd: int, which: int, cb: Callback | None) -> None:
+        cbs = self.callbacks.setdefault(fd, [None, None])
+        cbs[which] = cb
+        self._update(fd)
+
+    def add_reader(self, fd: int, cb: Callback) -> None:
+        self._set(fd, 0, cb)
+
+    def remove_reader(self, fd: int) -> None:
+        if fd in self.callbacks:
+            self._set(fd, 0, None)
+
+    def add_writer(self, fd: int, cb: Callback) -> None:
+        self._set(fd, 1, cb)
+
+    def remove_writer(self, fd: int) -> None:
+        if fd in self.callbacks:
+            self._set(fd, 1, None)
+
+    def forget(self, fd: int) -> None:
+        """Drop every callback of ``fd`` (call before closing it)."""
+        if fd in self.callbacks:
+            self.callbacks[fd] = [None, None]
+            self._update(fd)
+
+    # -- timers ----------------------------------------------------------
+    def call_later(self, delay: float, cb: Callback) -> Timer:
+        timer = Timer(time.monotonic() + delay, cb)
+        heapq.heappush(self.timers, timer)
+        return timer
+
+    def _timeout(self) -> float | None:
+        while self.timers and self.timers[0].cancelled:
+            heapq.heappop(self.timers)
+        if not self.timers:
+            return None
+        return max(0.0, self.timers[0].when - time.monotonic())
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and (self.timers[0].cancelled or self.timers[0].when <= now):
+            timer = heapq.heappop(self.timers)
+            if not timer.cancelled:
+                timer.callback()
+
+    # -- the loop --------------------------------------------------------
+    def stop(self) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        self.running = True
+        while self.running:
+            for key, mask in self.selector.select(self._timeout()):
+                cbs = self.callbacks.get(key.fd)
+                # a callback earlier in this batch may have removed this fd
+                if cbs and mask & READ and cbs[0]:
+                    cbs[0]()
+                cbs = self.callbacks.get(key.fd)
+                if cbs and mask & WRITE and cbs[1]:
+                    cbs[1]()
+            if self.timers:
+                self._run_timers()
+
+    def close(self) -> None:
+        self.selector.close()

@@ -1,0 +1,138 @@
+"""Pumps: move bytes from one fd to another as they arrive, with back-pressure.
+
+Rules:
+* ``os.splice`` first: a FIFO is a pipe, so master -> FIFO and FIFO -> master
+  move in the kernel without passing through Python (checked on this kernel:
+  splice from and to a pty master works). On EINVAL (neither side a pipe, or
+  a file system without splice) the pump falls back to read/write for good.
+* Never buffer without bound: at most one chunk is pending. When the
+  destination is full (EAGAIN), stop reading the source and wait for the
+  destination to become writable.
+* EOF is ``read`` returning 0, or EIO from a pty master whose slave is gone.
+  On EOF the pump unregisters the source (a dead master reports HUP for ever)
+  and calls ``on_eof`` once any pending bytes are written.
+* EPIPE on the destination (its reader left for good) ends the pump too: the
+  bytes have nowhere to go.
+"""
+
+import errno
+import os
+from collections.abc import Callable
+
+from epollshim.shell.loop import Loop
+
+_FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+_EOF_ERRNOS = (errno.EIO, errno.EPIPE, errno.ECONNRESET)
+
+
+class Pump:
+    def __init__(
+        self,
+        loop: Loop,
+        src: int,
+        dst: int,
+        *,
+        bufsize: int = 65536,
+        on_eof: Callable[["Pump"], None] | None = None,
+        name: str = "",
+    ) -> None:
+        self.loop = loop
+        self.src = src
+        self.dst = dst
+        self.bufsize = bufsize
+        self.on_eof = on_eof
+        self.name = name
+        self.splice = True
+        self.pending = b""
+        self.eof = False
+        self.done = False
+        self.moved = 0
+
+    def start(self) -> "Pump":
+        self.loop.add_reader(self.src, self._readable)
+        return self
+
+    def stop(self) -> None:
+        """Stop moving bytes (no on_eof); the caller closes the fds."""
+        self.done = True
+        self.loop.remove_reader(self.src)
+        self.loop.remove_writer(self.dst)
+
+    def _readable(self) -> None:
+        if self.splice and not self.pending:
+            try:
+                n = os.splice(self.src, self.dst, self.bufsize, flags=_FLAGS)
+            except BlockingIOError:
+                self._wait_for_dst()  # destination full (or a spurious wake-up)
+                return
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    self.splice = False  # not splice-able: copy through a buffer
+                elif e.errno in _EOF_ERRNOS:
+                    self._end()
+                    return
+                else:
+                    raise
+            else:
+                if n == 0:
+                    self._end()
+                else:
+                    self.moved += n
+                return
+        try:
+            data = os.read(self.src, self.bufsize)
+        except BlockingIOError:
+            return
+        except OSError as e:
+            if e.errno not in _EOF_ERRNOS:
+                raise
+            data = b""
+        if not data:
+            self._end()
+            return
+        self.pending = data
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            try:
+                n = os.write(self.dst, self.pending)
+            except BlockingIOError:
+                self._wait_for_dst()
+                return
+            except OSError as e:
+                if e.errno not in _EOF_ERRNOS:
+                    raise
+                self.pending = b""
+                self.eof = True
+                break
+            self.moved += n
+            self.pending = self.pending[n:]
+        if self.eof:
+            self._finish()
+
+    def _wait_for_dst(self) -> None:
+        self.loop.remove_reader(self.src)
+        self.loop.add_writer(self.dst, self._writable)
+
+    def _writable(self) -> None:
+        self.loop.remove_writer(self.dst)
+        if self.pending:
+            self._flush()
+        if not self.pending and not self.eof and not self.done:
+            self.loop.add_reader(self.src, self._readable)
+
+    def _end(self) -> None:
+        self.eof = True
+        self.loop.remove_reader(self.src)
+        if not self.pending:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.loop.remove_reader(self.src)
+        self.loop.remove_writer(self.dst)
+        if self.on_eof:
+            self.on_eof(self)

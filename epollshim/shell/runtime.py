@@ -1,0 +1,91 @@
+"""Running the OCI runtime (runc) without ever blocking the loop.
+
+Rule: a runc call is a child process; it completes when the reaper reports
+its pid (``ExitRouter``), never by waiting on it or on EOF of its stdio (in
+non-terminal mode the container inherits runc's fds 0/1/2, so EOF would only
+come when the container exits). runc's own error message is read back from
+its ``--log`` file (JSON lines), from where the call started writing.
+"""
+
+import json
+import os
+from collections.abc import Callable
+
+from epollshim.core.exitcode import from_wait_status
+from epollshim.core.exits import ExitRouter
+from epollshim.shell.process import runtime_env, spawn
+
+Done = Callable[[int, str], None]  # (exit code, runc's last error message or "")
+
+
+class Runtime:
+    def __init__(
+        self,
+        router: ExitRouter,
+        *,
+        path: str,
+        root: str,
+        log_path: str,
+        extra: list[str] | None = None,
+    ) -> None:
+        self.router = router
+        self.path = path
+        self.root = root
+        self.log_path = log_path
+        self.extra = extra or []
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+
+    def argv(self, *args: str) -> list[str]:
+        root = ["--root", self.root] if self.root else []
+        log = ["--log", self.log_path, "--log-format", "json"]
+        return [self.path, *root, *log, *self.extra, *args]
+
+    def run(
+        self,
+        args: list[str],
+        done: Done,
+        *,
+        stdio: tuple[int, int, int] | None = None,
+        cwd: str | None = None,
+    ) -> int:
+        """Start ``runc ARGS``; ``done`` is called from the reaper. Returns its pid."""
+        offset = self._log_size()
+        argv = self.argv(*args)
+        pid = spawn(argv, stdio=stdio or (self.devnull,) * 3, cwd=cwd, env=runtime_env())
+
+        def finished(status: int) -> None:
+            code = from_wait_status(status)
+            done(code, self.last_error(offset) if code else "")
+
+        early = self.router.watch(pid, finished)
+        if early is not None:  # only with pid reuse; harmless to handle
+            finished(early)
+        return pid
+
+    def _log_size(self) -> int:
+        try:
+            return os.stat(self.log_path).st_size
+        except FileNotFoundError:
+            return 0
+
+    def last_error(self, offset: int = 0) -> str:
+        """runc's last error message written to its log after ``offset``."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return "runc wrote no log"
+        message = ""
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                message = line.decode(errors="replace").strip() or message
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "fatal"):
+                message = str(entry.get("msg", ""))
+        return message or "runc failed without an error message"
+
+    def close(self) -> None:
+        os.close(self.devnull)

@@ -1,0 +1,121 @@
+"""Reading what the shim must run: ``config.json`` (Form B) or ``process.json`` (Form A).
+
+Rule: every problem is a ``SetupError`` whose message says which file and what
+is wrong with it (missing, not JSON with line/column, wrong type), so the
+caller gets one line that points at the fault.
+"""
+
+import json
+import os
+
+
+class SetupError(Exception):
+    """Bad input from whoever started the shim (bundle, FIFOs, JSON): exit 1."""
+
+
+class ProcessSpec:
+    """The parts of an OCI process (plus 0.2.x members) the shim acts on."""
+
+    __slots__ = (
+        "checkpoint",
+        "console_size",
+        "exec",
+        "no_pivot",
+        "private_pidns",
+        "runtime_args",
+        "stderr",
+        "stdin",
+        "stdout",
+        "terminal",
+    )
+
+    def __init__(self) -> None:
+        self.terminal = False
+        self.console_size: tuple[int, int] | None = None  # (cols, rows)
+        self.exec = False
+        self.stdin = self.stdout = self.stderr = os.devnull
+        self.runtime_args: list[str] = []
+        self.no_pivot = False
+        self.checkpoint = ""
+        self.private_pidns = True
+
+
+def read_json(path: str, what: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except FileNotFoundError as e:
+        raise SetupError(f"{path}: {what} not found") from e
+    except IsADirectoryError as e:
+        raise SetupError(f"{path}: {what} is a directory") from e
+    except PermissionError as e:
+        raise SetupError(f"{path}: {what} not readable: {e.strerror}") from e
+    except json.JSONDecodeError as e:
+        raise SetupError(f"{path}: {what} is not valid JSON: {e.msg} at line {e.lineno}") from e
+    except UnicodeDecodeError as e:
+        raise SetupError(f"{path}: {what} is not UTF-8 text") from e
+    if not isinstance(data, dict):
+        raise SetupError(f"{path}: {what} must be a JSON object")
+    return data
+
+
+def _process_fields(spec: ProcessSpec, process: object, where: str) -> None:
+    if not isinstance(process, dict):
+        raise SetupError(f"{where}: 'process' must be a JSON object")
+    args = process.get("args")
+    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args):
+        raise SetupError(f"{where}: 'process.args' must be a non-empty list of strings")
+    terminal = process.get("terminal", False)
+    if not isinstance(terminal, bool):
+        raise SetupError(f"{where}: 'process.terminal' must be true or false")
+    spec.terminal = terminal
+    size = process.get("consoleSize")
+    if isinstance(size, dict):
+        spec.console_size = (int(size.get("width", 0)), int(size.get("height", 0)))
+
+
+def _has_private_pidns(config: dict[str, object]) -> bool:
+    linux = config.get("linux")
+    namespaces = linux.get("namespaces") if isinstance(linux, dict) else None
+    if not isinstance(namespaces, list):
+        return False
+    return any(
+        isinstance(ns, dict) and ns.get("type") == "pid" and not ns.get("path") for ns in namespaces
+    )
+
+
+def load_bundle(bundle: str) -> tuple[ProcessSpec, dict[str, object]]:
+    """Form B: the process comes from ``BUNDLE/config.json``."""
+    if not os.path.isdir(bundle):
+        raise SetupError(f"{bundle}: bundle directory not found")
+    path = os.path.join(bundle, "config.json")
+    config = read_json(path, "OCI config")
+    spec = ProcessSpec()
+    _process_fields(spec, config.get("process"), path)
+    spec.private_pidns = _has_private_pidns(config)
+    return spec, config
+
+
+def load_process(procdir: str, bundle: str) -> ProcessSpec:
+    """Form A: ``process.json`` in the process dir (0.2.x members flattened in)."""
+    path = os.path.join(procdir, "process.json")
+    data = read_json(path, "process.json")
+    spec = ProcessSpec()
+    _process_fields(spec, data, path)
+    spec.exec = bool(data.get("exec", False))
+    for name in ("stdin", "stdout", "stderr"):
+        value = data.get("containerd" + name.capitalize()) or os.devnull
+        if not isinstance(value, str):
+            raise SetupError(f"{path}: 'containerd{name.capitalize()}' must be a path")
+        setattr(spec, name, value)
+    runtime_args = data.get("runtimeArgs") or []
+    if not isinstance(runtime_args, list) or not all(isinstance(a, str) for a in runtime_args):
+        raise SetupError(f"{path}: 'runtimeArgs' must be a list of strings")
+    spec.runtime_args = runtime_args
+    spec.no_pivot = bool(data.get("noPivotRoot", False))
+    checkpoint = data.get("checkpoint") or ""
+    spec.checkpoint = checkpoint if isinstance(checkpoint, str) else ""
+    if not spec.exec:
+        config_path = os.path.join(bundle, "config.json")
+        spec.private_pidns = _has_private_pidns(read_json(config_path, "OCI config"))
+    return spec
