@@ -8,6 +8,11 @@ status. ``attach`` reconnects to a state directory after the caller left.
 
 Exit status: the container's (0..255), or 125 when the container never ran
 or its status was not recorded (the shim said why on stderr).
+
+State directories go under /run/epollshim (``EPOLLSHIM_STATE_BASE`` overrides
+it); each holds the FIFOs, the shim's files and ``attach.json`` (the id, the
+terminal mode, the shim's pid, the bundle). ``run`` removes it once the shim
+has ended.
 """
 
 import json
@@ -22,6 +27,7 @@ from epollshim.shell.loop import Loop
 from epollshim.shell.process import spawn
 from epollshim.shell.pump import Pump
 from epollshim.shell.signals import Signals
+from epollshim.v0.spec import SetupError
 
 EXIT_SHIM_FAILED = 125
 STATE_BASE = "/run/epollshim"
@@ -78,12 +84,17 @@ def _prepare_bundle(args: RunArgs, state_dir: str, size: tuple[int, int] | None)
     if not args.bundle:
         write_bundle(target, args.command or ["sh"], terminal=args.tty)
     else:
+        from epollshim.v0.spec import read_json
+
         src = os.path.abspath(args.bundle)
-        with open(os.path.join(src, "config.json"), "rb") as f:
-            config = json.load(f)
+        if not os.path.isdir(src):
+            raise SetupError(f"{src}: bundle directory not found")
+        config = read_json(os.path.join(src, "config.json"), "OCI config")
         root = config.setdefault("root", {})
+        assert isinstance(root, dict)
         root["path"] = os.path.join(src, root.get("path", "rootfs"))
         process = config.setdefault("process", {})
+        assert isinstance(process, dict)
         process["terminal"] = args.tty
         if args.command:
             process["args"] = args.command
@@ -101,21 +112,24 @@ def _prepare_bundle(args: RunArgs, state_dir: str, size: tuple[int, int] | None)
 
 
 def run(args: RunArgs) -> int:
-    os.makedirs(STATE_BASE, mode=0o700, exist_ok=True)
+    base = os.environ.get("EPOLLSHIM_STATE_BASE") or STATE_BASE
+    os.makedirs(base, mode=0o700, exist_ok=True)
     id_ = "epollshim-" + os.urandom(6).hex()
-    state_dir = os.path.join(STATE_BASE, id_)
+    state_dir = os.path.join(base, id_)
     os.mkdir(state_dir, 0o700)
     for name in FIFOS:
         os.mkfifo(os.path.join(state_dir, name), 0o600)
     size = get_winsize(0) if args.tty and os.isatty(0) else None
     try:
         bundle = _prepare_bundle(args, state_dir, size)
-    except (OSError, ValueError) as e:
-        sys.stderr.write(f"epollshim run: cannot prepare the bundle: {e}\n")
+    except SetupError as e:
+        sys.stderr.write(f"epollshim run: {e}\n")
         _remove_state(state_dir)
         return EXIT_SHIM_FAILED
-    with open(os.path.join(state_dir, "attach.json"), "w") as f:
-        json.dump({"id": id_, "terminal": args.tty}, f)
+    except OSError as e:
+        sys.stderr.write(f"epollshim run: cannot write the bundle: {e}\n")
+        _remove_state(state_dir)
+        return EXIT_SHIM_FAILED
     session = Session(state_dir, args.tty)
     argv = [sys.executable, "-m", "epollshim", *args.shim_opts, state_dir, id_]
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -123,6 +137,11 @@ def run(args: RunArgs) -> int:
         argv, stdio=(devnull, devnull, 2), cwd=bundle, new_session=True, pdeathsig=False
     )
     os.close(devnull)
+    # for `epollshim attach` and for tests: who runs here, and in which mode
+    info = {"id": id_, "terminal": args.tty, "shim_pid": session.shim_pid, "bundle": bundle}
+    with open(os.path.join(state_dir, ".attach.json.tmp"), "w") as f:
+        json.dump(info, f)
+    os.rename(os.path.join(state_dir, ".attach.json.tmp"), os.path.join(state_dir, "attach.json"))
     return session.run()
 
 
@@ -200,10 +219,8 @@ class Session:
         if self.shim_pid and self.shim_code is None:
             _, raw = os.waitpid(self.shim_pid, 0)
             self.shim_code = os.waitstatus_to_exitcode(raw)
-        if status is None:
-            return EXIT_SHIM_FAILED
-        _remove_state(self.state_dir)
-        return status
+        _remove_state(self.state_dir)  # the shim has ended: nobody needs the FIFOs now
+        return EXIT_SHIM_FAILED if status is None else status
 
     def _connect_stdin(self) -> None:
         try:
