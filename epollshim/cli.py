@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(__doc__.strip())
         return 0
+    from epollshim import lean
+
+    lean.reexec("epollshim.cli:shim_main", argv)
     return shim_main(argv)
 
 

@@ -22,6 +22,7 @@ import sys
 import termios
 import tty
 
+from epollshim import lean
 from epollshim.shell.console import get_winsize
 from epollshim.shell.loop import Loop
 from epollshim.shell.process import spawn
@@ -131,7 +132,7 @@ def run(args: RunArgs) -> int:
         _remove_state(state_dir)
         return EXIT_SHIM_FAILED
     session = Session(state_dir, args.tty)
-    argv = [sys.executable, "-m", "epollshim", *args.shim_opts, state_dir, id_]
+    argv = lean.argv("epollshim.cli:shim_main", [*args.shim_opts, state_dir, id_])
     devnull = os.open(os.devnull, os.O_RDWR)
     session.shim_pid = spawn(
         argv, stdio=(devnull, devnull, 2), cwd=bundle, new_session=True, pdeathsig=False
