@@ -276,11 +276,11 @@ class SeedShim:
     def _feed(self, event: ev.Event) -> None:
         assert self.proc is not None
         was_starting = self.proc.state is State.STARTING
-        effects = self.proc.handle(event, time.time())
+        for effect in self.proc.handle(event, time.time()):
+            self._apply(effect)
+        # after the effects: WatchPid must claim an early exit before settle() drops the cache
         if was_starting and self.proc.state is not State.STARTING:
             self.router.settle()
-        for effect in effects:
-            self._apply(effect)
 
     def _apply(self, effect: fx.Effect) -> None:
         assert self.proc is not None and self.runtime is not None
