@@ -3,12 +3,13 @@
 Rules of this module:
 - Pure: no IO, no clock. ``google.protobuf`` is never imported (it costs 3.3 MB per
   process, DESIGN.md section 6); the tests use it as an oracle only.
-- A message is a ``Message`` subclass decorated with ``@message`` (a slotted dataclass),
-  with a ``TYPE_NAME`` (full proto name, used for ``Any`` type URLs) and a ``FIELDS`` tuple
-  of ``Field`` in ascending number order. Every field name is an attribute whose default
-  is the proto3 zero value: ``0``/``False``/``""``/``b""``, ``None`` for a message field,
-  ``field(default_factory=list)`` for ``repeated``, ``field(default_factory=dict)`` for a
-  map. Equality and repr are generic (from FIELDS), not generated per class.
+- A message is a ``Message`` subclass decorated with ``@message`` (slotted, and a dataclass
+  to the type checker), with a ``TYPE_NAME`` (full proto name, used for ``Any`` type URLs)
+  and a ``FIELDS`` tuple of ``Field`` in ascending number order. The annotated attributes
+  are the FIELDS names in the same order, each defaulting to the proto3 zero value:
+  ``0``/``False``/``""``/``b""``, ``None`` for a message field, ``field(factory=list)``
+  for ``repeated``, ``field(factory=dict)`` for a map. ``__init__``, equality and repr are
+  generic (driven by FIELDS), not generated per class.
 - Encoding is proto3: zero scalars, empty lists/maps and ``None`` messages are omitted; a
   message field holding an instance is always written (presence), even if empty. Fields go
   out in ``FIELDS`` order; repeated numeric scalars are packed; map entries always carry key
