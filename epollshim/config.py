@@ -56,7 +56,17 @@ def load(path: str | None) -> Config:
     config = defaults()
     if path is None:
         return config
-    import yaml  # only here: see Rule 1
+    try:
+        import yaml  # only here: see Rule 1
+    except ModuleNotFoundError:
+        # A lean shim (``python -I -S``, epollshim.lean) sees site-packages only
+        # when PyYAML sits beside our package, not with an editable install: add
+        # them now, when a config file actually needs yaml.
+        import site
+
+        for directory in site.getsitepackages():
+            site.addsitedir(directory)
+        import yaml
 
     try:
         with open(path, encoding="utf-8") as f:
