@@ -45,7 +45,8 @@ class RequestError(Exception):
     """A request to answer with an error status; the connection stays usable."""
 
     def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{Code(code).name}: {message}")
+        name = Code(code).name if code in Code._value2member_map_ else f"code {code}"
+        super().__init__(f"{name}: {message}")
         self.code, self.message = code, message
 
 

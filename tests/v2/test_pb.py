@@ -3,6 +3,9 @@ test_messages_oracle.py). Pure: no processes, no files."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -305,3 +308,25 @@ def test_any_pack_and_unpack() -> None:
     with pytest.raises(DecodeError, match=r"unknown type 'x\.Y'"):
         m.unpack(pb.Any("x.Y", b""))
     assert pb.Empty().encode() == b""
+
+
+# ------------------------------------------------------------------ purity
+
+
+WIRE_MODULES = ("pb", "messages", "ttrpc")
+ALLOWED_IMPORTS = frozenset(
+    {"__future__", "collections.abc", "enum", "typing", "epollshim.v2.pb", "epollshim.v2.messages"}
+)
+
+
+@pytest.mark.parametrize("name", WIRE_MODULES)
+def test_wire_layer_imports_nothing_that_does_io(name: str) -> None:
+    """No os/socket/time, and no google.protobuf (3.3 MB per shim) at run time."""
+    path = Path(pb.__file__).with_name(f"{name}.py")
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+    assert imported <= ALLOWED_IMPORTS, imported - ALLOWED_IMPORTS

@@ -304,3 +304,8 @@ def test_client_stream_ids_run_out() -> None:
     assert client.request(m.EVENTS_SERVICE, "Forward", forward("/a"))[0] == 2**32 - 1
     with pytest.raises(ProtocolError, match="stream ids exhausted"):
         client.request(m.EVENTS_SERVICE, "Forward", forward("/a"))
+
+
+def test_request_error_with_a_code_we_do_not_name() -> None:
+    assert str(RequestError(99, "odd")) == "code 99: odd"
+    assert str(RequestError(5, "gone")) == "NOT_FOUND: gone"
