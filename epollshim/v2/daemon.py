@@ -1,0 +1,126 @@
+"""The long-running shim daemon: one loop serving ttrpc, reaping, relaying, publishing.
+
+Order of start-up (spec 2.4): log on fd 2 (the bundle's ``log`` FIFO), signals,
+subreaper, config (``EPOLLSHIM_CONFIG``, yaml imported only then), tracing
+(``EPOLLSHIM_TRACE=text|json``, to fd 2), the event publisher, the Task service, then the
+listening socket handed over by ``start`` (``-fd N``). Everything else happens in loop
+callbacks.
+
+Rules:
+- SIGCHLD: reap everything, route each pid through the ExitRouter (runc calls and
+  container processes alike). SIGTERM/SIGINT: shut down if no container is left.
+- Shutdown (the last container deleted): stop accepting, flush queued events (at most
+  5 s), remove the socket, exit 0.
+"""
+
+import os
+import signal
+import socket
+import sys
+
+from epollshim.core.exits import ExitRouter
+from epollshim.log import Log
+from epollshim.shell.loop import Loop
+from epollshim.shell.process import become_subreaper, reap_all
+from epollshim.shell.signals import Signals, describe
+from epollshim.v2.container import Context
+from epollshim.v2.events import Publisher
+from epollshim.v2.main import Flags, UsageError, parse
+from epollshim.v2.server import Server
+from epollshim.v2.service import TaskService
+
+FLUSH_DEADLINE = 5.0
+
+
+class Daemon:
+    def __init__(self, flags: Flags, listener: socket.socket, log: Log) -> None:
+        self.flags = flags
+        self.log = log
+        self.loop = Loop()
+        self.router = ExitRouter()
+        self.socket_path = flags.get("socket")
+        self.publisher = Publisher(
+            self.loop, log, os.environ.get("TTRPC_ADDRESS", ""), flags.get("namespace")
+        )
+        self.ctx = Context(self.loop, log, self.router, self.publisher)
+        self.ctx.namespace = flags.get("namespace")
+        self.service = TaskService(self.ctx, self.shutdown)
+        self.server = Server(self.loop, log, listener, self.service.dispatch)
+        self.stopping = False
+
+    def configure(self, config: dict[str, dict[str, object]] | None) -> None:
+        if config is not None:
+            self.ctx.drain_deadline = float(config["drain"]["deadline"])  # type: ignore[arg-type]
+            self.ctx.bufsize = int(config["io"]["buffer_size"])  # type: ignore[call-overload]
+            self.ctx.runc_path = str(config["runtime"]["path"])
+        trace = os.environ.get("EPOLLSHIM_TRACE", "")
+        if trace in ("text", "json"):
+            from epollshim.trace import make_tracer
+
+            self.ctx.observers.append(make_tracer(trace, 2))
+
+    def setup_signals(self) -> None:
+        signals = Signals(self.loop, lambda s: self.log.debug(f"ignoring {describe(s)}"))
+        signals.on(signal.SIGCHLD, lambda s: self.reap())
+        signals.on(signal.SIGTERM, self._terminate)
+        signals.on(signal.SIGINT, self._terminate)
+        become_subreaper()
+
+    def reap(self) -> None:
+        for pid, status in reap_all():
+            watcher = self.router.exited(pid, status)
+            if callable(watcher):
+                watcher(status)
+
+    def _terminate(self, signum: int) -> None:
+        if self.service.containers:
+            self.log.warn(f"{describe(signum)}: containers remain, not shutting down")
+        else:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.log.debug("shutting down")
+        self.server.stop_accepting()
+        try:
+            os.unlink(self.socket_path)
+        except OSError:
+            pass
+        self.publisher.flush(self.loop.stop, FLUSH_DEADLINE)
+
+    def run(self) -> int:
+        self.loop.run()
+        self.service.close()
+        self.server.close()
+        self.publisher.close()
+        return 0
+
+
+def main() -> None:
+    log = Log()
+    try:
+        flags = parse(sys.argv[1:])
+        fd = int(flags.get("fd", "-1"))
+    except (UsageError, ValueError) as e:
+        os.write(2, f"epollshim daemon: bad arguments: {e}\n".encode())
+        sys.exit(2)
+    log.add_sink(2, "json", "debug" if flags.flag("debug") else "info")
+    config = None
+    path = os.environ.get("EPOLLSHIM_CONFIG")
+    if path:
+        from epollshim import config as config_module
+
+        try:
+            config = config_module.load(path)
+        except config_module.ConfigError as e:
+            log.error(str(e))
+            sys.exit(1)
+    listener = socket.socket(fileno=fd)
+    os.set_inheritable(fd, False)
+    daemon = Daemon(flags, listener, log)
+    daemon.configure(config)
+    daemon.setup_signals()
+    log.debug(f"serving {flags.get('socket')} for namespace {flags.get('namespace')}")
+    sys.exit(daemon.run())

@@ -1,0 +1,379 @@
+"""Create, Start, Exec and Delete: the methods that run runc and move the machines.
+
+Rules (spec sections 4.3, 4.5, 6.5, 6.6):
+- Create mounts the rootfs, opens the stdio, runs ``runc create`` and replies once runc
+  exited; on any failure the mounts, fds and console socket are released before the
+  UNKNOWN "OCI runtime create failed: ..." answer, and the container is not registered
+  (containerd's following Delete gets NOT_FOUND, as from runc-v2).
+- Start of an init runs ``runc start``; of an exec, ``runc exec --detach`` with the
+  process JSON in a private temp file. ``TaskExecStarted`` is published before the pid is
+  fed to the machine, so an exit replayed by ``watch`` comes after it.
+- Delete of an init is allowed when never started or once the exit is recorded; it runs
+  ``runc delete``, closes every fd, unmounts, then publishes ``TaskDelete``.
+"""
+
+import errno
+import json
+import os
+from collections.abc import Callable
+
+from epollshim.core import events as ev
+from epollshim.shell.console import ConsoleError
+from epollshim.shell.process import SpawnError
+from epollshim.shell.runtime import Runtime
+from epollshim.v2 import mount, oom, options
+from epollshim.v2.container import Container, Proc, ServiceError
+from epollshim.v2.messages import (
+    Code,
+    CreateTaskRequest,
+    CreateTaskResponse,
+    DeleteRequest,
+    DeleteResponse,
+    ExecProcessRequest,
+    StartRequest,
+    StartResponse,
+    TaskCreate,
+    TaskDelete,
+    TaskExecAdded,
+    TaskExecStarted,
+    TaskIO,
+    TaskStart,
+    TaskStatus,
+    timestamp,
+)
+from epollshim.v2.server import Call
+from epollshim.v2.stdio import ProcIO
+
+TYPE_CHECKING = False  # typing costs memory in every shim; mypy knows this name
+if TYPE_CHECKING:  # pragma: no cover
+    from epollshim.v2.service import TaskService
+
+
+class Lifecycle:
+    def __init__(self, service: "TaskService") -> None:
+        self.service = service
+        self.ctx = service.ctx
+
+    # -- Create ---------------------------------------------------------------------------
+    def create(self, call: Call, req: CreateTaskRequest) -> None:
+        svc = self.service
+        if req.id in svc.containers or req.id in svc.creating:
+            raise ServiceError(Code.ALREADY_EXISTS, f"container {req.id}: already exists")
+        if req.checkpoint:
+            raise ServiceError(Code.UNIMPLEMENTED, "restoring a checkpoint is not supported")
+        try:
+            opts = options.decode(req.options, self.ctx.runc_path)
+        except options.OptionsError as e:
+            raise ServiceError(Code.INVALID_ARGUMENT, str(e)) from e
+        bundle = req.bundle or os.getcwd()
+        runtime = Runtime(
+            self.ctx.router,
+            path=opts.binary,
+            root=opts.runc_root(self.ctx.namespace),
+            log_path=os.path.join(bundle, "log.json"),
+            extra=opts.global_args(),
+        )
+        c = Container(self.ctx, req.id, bundle, opts, runtime)
+        c.private_pidns = _private_pidns(bundle)
+        _write(os.path.join(bundle, "options.json"), opts.to_json().encode())
+        rootfs = os.path.join(bundle, "rootfs")
+        try:
+            mount.mount_all([(m.type, m.source, list(m.options)) for m in req.rootfs], rootfs)
+        except mount.MountError as e:
+            runtime.close()
+            raise ServiceError(Code.UNKNOWN, f"failed to mount rootfs component: {e}") from e
+        c.mounted = bool(req.rootfs)
+        p = c.init = Proc(c, "", (req.stdin, req.stdout, req.stderr), req.terminal)
+        try:
+            p.io = ProcIO(self.ctx.loop, self.ctx.log, c.id, p.paths, p.terminal, self.ctx.bufsize)
+            stdio = p.io.open()
+        except OSError as e:
+            self._release(c)
+            raise ServiceError(Code.UNKNOWN, f"failed to open stdio of {c.id}: {e}") from e
+        svc.creating.add(c.id)
+        p.begin()
+        pidfile = os.path.join(bundle, "init.pid")
+        console = ["--console-socket", p.io.console_path] if p.io.console_path else []
+        args = ["create", "--bundle", bundle, "--pid-file", pidfile, *console]
+        args += [*opts.create_args(), c.id]
+
+        def created(code: int, message: str) -> None:
+            self._created(call, req, c, code, message)
+
+        try:
+            runtime.run(args, created, stdio=stdio, cwd=bundle)
+        except SpawnError as e:
+            created(1, str(e))
+        finally:
+            p.io.ran()
+
+    def _created(
+        self, call: Call, req: CreateTaskRequest, c: Container, code: int, message: str
+    ) -> None:
+        p = c.proc("")
+        assert p.io is not None
+        pid = 0
+        if code == 0:
+            try:
+                pid = _read_pid(os.path.join(c.bundle, "init.pid"))
+                if p.terminal:
+                    p.io.receive_console()
+            except (OSError, ValueError, ConsoleError) as e:
+                code, message = 1, str(e)
+                c.runc(["delete", "--force", c.id])
+        self.service.creating.discard(c.id)
+        if code:
+            p.feed(ev.RuntimeFailed("create", message))
+            self._release(c)
+            call.fail(Code.UNKNOWN, f"OCI runtime create failed: {message}")
+            return
+        p.feed(ev.PidKnown(pid))
+        self.service.containers[c.id] = c
+        oom.watch(c, pid)
+        io = TaskIO(stdin=req.stdin, stdout=req.stdout, stderr=req.stderr, terminal=req.terminal)
+        self.ctx.publisher.publish(
+            TaskCreate(container_id=c.id, bundle=c.bundle, rootfs=req.rootfs, io=io, pid=pid)
+        )
+        call.reply(CreateTaskResponse(pid=pid))
+
+    def _release(self, c: Container) -> None:
+        """Everything Create acquired, in reverse (failure paths and Delete)."""
+        for p in [*c.execs.values(), *([c.init] if c.init else [])]:
+            p.abandon()
+        for hook in c.on_release:
+            hook()
+        if c.mounted:
+            try:
+                mount.unmount_all(os.path.join(c.bundle, "rootfs"))
+            except mount.MountError as e:
+                self.ctx.log.error(f"{c.id}: {e}")
+            c.mounted = False
+        c.runtime.close()
+
+    # -- Start ----------------------------------------------------------------------------
+    def start(self, call: Call, req: StartRequest) -> None:
+        c = self.service.container(req.id)
+        p = c.proc(req.exec_id)
+        if req.exec_id:
+            self._start_exec(call, c, p)
+            return
+        if p.starting or p.started or p.status() is not TaskStatus.CREATED or not p.pid:
+            raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
+        p.starting = True
+
+        def started(code: int, message: str) -> None:
+            p.starting = False
+            if code:
+                p.feed(ev.RuntimeFailed("start", message))
+                p.release_held_exit()
+                call.fail(Code.UNKNOWN, f"OCI runtime start failed: {message}")
+                return
+            p.started = True
+            self.ctx.publisher.publish(TaskStart(container_id=c.id, pid=p.pid))
+            p.release_held_exit()
+            call.reply(StartResponse(pid=p.pid))
+
+        c.runc(["start", c.id], started)
+
+    def _start_exec(self, call: Call, c: Container, p: Proc) -> None:
+        if p.machine is not None:
+            raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
+        init = c.proc("")
+        if init.exited or init.gone:
+            raise ServiceError(Code.UNKNOWN, "cannot start an exec in a stopped container")
+        try:
+            spec = json.loads(p.spec)
+            if not isinstance(spec, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            raise ServiceError(Code.INVALID_ARGUMENT, f"exec {p.exec_id}: bad spec: {e}") from e
+        spec["terminal"] = p.terminal
+        p.io = ProcIO(self.ctx.loop, self.ctx.log, p.name, p.paths, p.terminal, self.ctx.bufsize)
+        try:
+            stdio = p.io.open()
+        except OSError as e:
+            raise ServiceError(Code.UNKNOWN, f"failed to open stdio of {p.name}: {e}") from e
+        tmp = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
+        spec_path = os.path.join(tmp, "runc-process" + os.urandom(8).hex())
+        _write(spec_path, json.dumps(spec).encode(), mode=0o600)
+        pidfile = os.path.join(c.bundle, f"{p.exec_id}.pid")
+        console = ["--console-socket", p.io.console_path] if p.io.console_path else []
+        args = ["exec", "--process", spec_path, *console, "--detach", "--pid-file", pidfile, c.id]
+        p.begin()
+        p.starting = True
+
+        def done(code: int, message: str) -> None:
+            _unlink(spec_path)
+            self._exec_started(call, c, p, pidfile, code, message)
+
+        try:
+            c.runtime.run(args, done, stdio=stdio, cwd=c.bundle)
+        except SpawnError as e:
+            done(1, str(e))
+        finally:
+            p.io.ran()
+
+    def _exec_started(
+        self, call: Call, c: Container, p: Proc, pidfile: str, code: int, message: str
+    ) -> None:
+        assert p.io is not None
+        p.starting = False
+        pid = 0
+        if code == 0:
+            try:
+                pid = _read_pid(pidfile)
+                if p.terminal:
+                    p.io.receive_console()
+            except (OSError, ValueError, ConsoleError) as e:
+                code, message = 1, str(e)
+        if code:
+            p.feed(ev.RuntimeFailed("exec", message))
+            p.fail_without_exit(255)
+            call.fail(Code.UNKNOWN, f"OCI runtime exec failed: {message}")
+            return
+        p.started = True
+        self.ctx.publisher.publish(TaskExecStarted(container_id=c.id, exec_id=p.exec_id, pid=pid))
+        p.feed(ev.PidKnown(pid))
+        call.reply(StartResponse(pid=pid))
+
+    # -- Exec -----------------------------------------------------------------------------
+    def exec(self, call: Call, req: ExecProcessRequest) -> None:
+        c = self.service.container(req.id)
+        if req.exec_id in c.execs or req.exec_id == c.id or not req.exec_id:
+            raise ServiceError(Code.ALREADY_EXISTS, f"id {req.exec_id}: already exists")
+        init = c.proc("")
+        if init.status() not in (TaskStatus.CREATED, TaskStatus.RUNNING) or init.gone:
+            raise ServiceError(Code.UNKNOWN, f"cannot exec in a {_word(init)} state")
+        p = Proc(c, req.exec_id, (req.stdin, req.stdout, req.stderr), req.terminal)
+        p.spec = req.spec.value if req.spec else b"{}"
+        c.execs[req.exec_id] = p
+        self.ctx.publisher.publish(TaskExecAdded(container_id=c.id, exec_id=req.exec_id))
+        call.reply()
+
+    # -- Delete ---------------------------------------------------------------------------
+    def delete(self, call: Call, req: DeleteRequest) -> None:
+        c = self.service.container(req.id)
+        p = c.proc(req.exec_id)
+        status = p.status()
+        never_started = p.machine is None or (not p.started and not p.starting and not p.gone)
+        if status is not TaskStatus.STOPPED and not never_started:
+            raise ServiceError(Code.UNKNOWN, f"cannot delete a {_word(p)} process")
+        if req.exec_id:
+            p.abandon()
+            del c.execs[req.exec_id]
+            _unlink(os.path.join(c.bundle, f"{req.exec_id}.pid"))
+            call.reply(_delete_response(p))
+            return
+
+        def deleted(code: int, message: str) -> None:
+            if code and "does not exist" not in message:
+                call.fail(Code.UNKNOWN, f"failed to delete task: {message}")
+                return
+            c.deleted = True
+            self.service.containers.pop(c.id, None)
+            self._release(c)
+            response = _delete_response(p)
+            self.ctx.publisher.publish(
+                TaskDelete(
+                    container_id=c.id,
+                    pid=response.pid,
+                    exit_status=response.exit_status,
+                    exited_at=response.exited_at,
+                )
+            )
+            call.reply(response)
+
+        c.runc(["delete", c.id], deleted)
+
+
+def run_captured(
+    c: Container,
+    args: list[str],
+    done: Callable[[int, str, bytes], None],
+    stdin: bytes = b"",
+) -> None:
+    """Run runc with stdout captured (and ``stdin`` fed, at most one pipe buffer)."""
+    loop = c.ctx.loop
+    out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    os.set_blocking(out_w, True)
+    chunks: list[bytes] = []
+
+    def readable() -> None:
+        try:
+            data = os.read(out_r, 65536)
+        except BlockingIOError:
+            return
+        if data:
+            chunks.append(data)
+        else:
+            loop.remove_reader(out_r)
+
+    def finished(code: int, message: str) -> None:
+        loop.forget(out_r)
+        while True:
+            try:
+                data = os.read(out_r, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(out_r)
+        done(code, message, b"".join(chunks))
+
+    try:
+        os.write(in_w, stdin)
+    finally:
+        os.close(in_w)
+    loop.add_reader(out_r, readable)
+    try:
+        c.runtime.run(args, finished, stdio=(in_r, out_w, out_w), cwd=c.bundle)
+    except SpawnError as e:
+        finished(1, str(e))
+    finally:
+        os.close(in_r)
+        os.close(out_w)
+
+
+def _delete_response(p: Proc) -> DeleteResponse:
+    return DeleteResponse(pid=p.pid, exit_status=p.exit_code or 0, exited_at=timestamp(p.exited_at))
+
+
+def _word(p: Proc) -> str:
+    return TaskStatus(p.status()).name.lower()
+
+
+def _private_pidns(bundle: str) -> bool:
+    """Does config.json give the container its own pid namespace (spec 7.8)?"""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            spec = json.load(f)
+        namespaces = spec["linux"]["namespaces"]
+        return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _read_pid(path: str) -> int:
+    with open(path, "rb") as f:
+        pid = int(f.read().strip())
+    if pid <= 0:
+        raise ValueError(f"{path}: runc wrote pid {pid}")
+    return pid
+
+
+def _write(path: str, data: bytes, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError as e:
+        if e.errno != errno.ENOENT:
+            raise

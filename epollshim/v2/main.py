@@ -1,0 +1,95 @@
+"""``containerd-shim-epollshim-v2``: the command line containerd runs (spec section 2).
+
+  <bin> -namespace NS -address GRPC -publish-binary BIN -id ID [-debug] start
+  <bin> -namespace NS -address GRPC -publish-binary BIN -id ID -bundle B delete
+  <bin> -v
+
+Rules:
+- Go ``flag`` syntax: ``-name value``, ``-name=value``, ``--name value``; booleans
+  (``-debug``, ``-v``) take no value (``-debug=false`` is accepted).
+- This module imports only ``os`` and ``sys``: ``start`` runs for every container and
+  containerd waits on it, so each subcommand imports its own module lazily.
+- ``start`` prints nothing but the address; errors go to stderr with a non-zero status
+  (containerd shows "<output>: exit status N").
+"""
+
+import os
+import sys
+
+VALUE_FLAGS = ("namespace", "address", "publish-binary", "id", "bundle", "socket", "fd")
+BOOL_FLAGS = ("debug", "v")
+VERSION = "epollshim v2 (containerd runtime v2 shim, ttrpc)"
+
+
+class UsageError(Exception):
+    pass
+
+
+class Flags:
+    """The parsed command line: flag values by name, and the action (start|delete|"")."""
+
+    __slots__ = ("action", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.action = ""
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.values.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        return self.values.get(name, "false") not in ("", "false", "0")
+
+    def argv(self) -> list[str]:
+        """Back to a command line (for the daemon's exec)."""
+        out: list[str] = []
+        for name, value in self.values.items():
+            out.append(f"-{name}={value}")
+        return out
+
+
+def parse(argv: list[str]) -> Flags:
+    flags = Flags()
+    it = iter(argv)
+    for arg in it:
+        if not arg.startswith("-") or arg in ("-", "--"):
+            if flags.action:
+                raise UsageError(f"unexpected argument {arg!r} after {flags.action!r}")
+            flags.action = arg
+            continue
+        name, eq, value = arg.lstrip("-").partition("=")
+        if name in BOOL_FLAGS:
+            flags.values[name] = value if eq else "true"
+        elif name in VALUE_FLAGS:
+            if not eq:
+                following = next(it, None)
+                if following is None:
+                    raise UsageError(f"flag needs an argument: -{name}")
+                value = following
+            flags.values[name] = value
+        else:
+            raise UsageError(f"flag provided but not defined: -{name}")
+    return flags
+
+
+def main() -> None:
+    try:
+        flags = parse(sys.argv[1:])
+        if flags.flag("v"):
+            print(VERSION)
+            sys.exit(0)
+        if flags.action not in ("start", "delete"):
+            raise UsageError(f"expected start or delete, got {flags.action or 'nothing'!r}")
+        for name in ("namespace", "id"):
+            if not flags.get(name):
+                raise UsageError(f"-{name} is required")
+    except UsageError as e:
+        os.write(2, f"containerd-shim-epollshim-v2: {e}\n".encode())
+        sys.exit(2)
+    if flags.action == "start":
+        from epollshim.v2 import start
+
+        sys.exit(start.run(flags))
+    from epollshim.v2.delete import run as delete
+
+    sys.exit(delete(flags))

@@ -1,0 +1,192 @@
+"""The ttrpc server: accepted connections, frames in, responses out, on the one loop.
+
+Rules (spec section 3):
+- Each connection has its own ``FrameDecoder`` and output buffer. Every complete frame
+  is dispatched at once, so pipelined requests are independent: a ``Call`` may be
+  answered now or much later (a parked ``Wait``), in any order.
+- A framing error (oversize or unknown frame type) closes that connection with one log
+  line; other connections and the shim carry on. An unparsable request or an even stream
+  id is answered INVALID_ARGUMENT and the connection stays.
+- Writes never block: what the socket does not take waits in the buffer with EVENT_WRITE
+  registered. A peer that lets more than ``MAX_BUFFERED`` pile up is closed.
+- Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
+  of the old connection is simply forgotten).
+- Peers must have our uid (SO_PEERCRED), as the Go shim checks; root may connect too.
+"""
+
+import os
+import socket
+import struct
+from collections.abc import Callable
+
+from epollshim.log import Log
+from epollshim.shell.loop import Loop
+from epollshim.v2 import ttrpc
+from epollshim.v2.messages import Request
+from epollshim.v2.pb import Message
+
+MAX_BUFFERED = 16 << 20
+RECV_SIZE = 65536
+
+
+class Call:
+    """One request, answerable exactly once with ``reply`` or ``fail``."""
+
+    __slots__ = ("conn", "done", "method", "request", "stream_id")
+
+    def __init__(self, conn: "Connection", stream_id: int, request: Request) -> None:
+        self.conn = conn
+        self.stream_id = stream_id
+        self.request = request
+        self.method = request.method
+        self.done = False
+
+    def reply(self, result: Message | None = None) -> None:
+        if not self.done:
+            self.done = True
+            self.conn.send(ttrpc.response_frame(self.stream_id, result))
+
+    def fail(self, code: int, message: str) -> None:
+        if not self.done:
+            self.done = True
+            self.conn.send(ttrpc.error_frame(self.stream_id, code, message))
+
+
+Dispatch = Callable[[Call], None]
+
+
+class Connection:
+    def __init__(self, server: "Server", sock: socket.socket, name: str) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.name = name
+        self.decoder = ttrpc.FrameDecoder()
+        self.out = bytearray()
+        self.closed = False
+        server.loop.add_reader(self.fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as e:  # ECONNRESET
+            self.close(f"read failed: {e.strerror}")
+            return
+        if not data:
+            self.close("")
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except ttrpc.ProtocolError as e:
+            self.close(f"protocol error: {e}")
+            return
+        for frame in frames:
+            if self.closed:
+                return
+            self._frame(frame)
+
+    def _frame(self, frame: ttrpc.Frame) -> None:
+        if frame.type != ttrpc.REQUEST:
+            return  # ttrpc servers ignore anything but requests
+        try:
+            request = ttrpc.decode_request(frame)
+        except ttrpc.RequestError as e:
+            self.send(ttrpc.error_frame(frame.stream_id, e.code, e.message))
+            return
+        self.server.dispatch(Call(self, frame.stream_id, request))
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.out += data
+        if len(self.out) > MAX_BUFFERED:
+            self.close(f"peer does not read: {len(self.out)} bytes of answers pending")
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            n = self.sock.send(self.out)
+        except BlockingIOError:
+            n = 0
+        except OSError as e:  # EPIPE, ECONNRESET: the peer left
+            self.close(f"write failed: {e.strerror}")
+            return
+        del self.out[:n]
+        if self.out:
+            self.server.loop.add_writer(self.fd, self._flush)
+        else:
+            self.server.loop.remove_writer(self.fd)
+
+    def close(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if why:
+            self.server.log.warn(f"ttrpc connection {self.name} closed: {why}")
+        else:
+            self.server.log.debug(f"ttrpc connection {self.name} closed by the peer")
+        self.server.loop.forget(self.fd)
+        self.sock.close()
+        self.server.connections.discard(self)
+
+
+class Server:
+    def __init__(self, loop: Loop, log: Log, listener: socket.socket, dispatch: Dispatch) -> None:
+        self.loop = loop
+        self.log = log
+        self.listener = listener
+        self.dispatch = dispatch
+        self.connections: set[Connection] = set()
+        self.count = 0
+        listener.setblocking(False)
+        loop.add_reader(listener.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        except OSError as e:  # EMFILE etc.: log, try again on the next wake-up
+            self.log.error(f"ttrpc accept failed: {e.strerror}")
+            return
+        sock.setblocking(False)
+        self.count += 1
+        name = f"#{self.count}"
+        denied = _peer_denied(sock)
+        if denied:
+            self.log.warn(f"ttrpc connection {name} refused: {denied}")
+            sock.close()
+            return
+        self.log.debug(f"ttrpc connection {name} accepted")
+        self.connections.add(Connection(self, sock, name))
+
+    def adopt(self, sock: socket.socket) -> Connection:
+        """Serve an already connected socket (tests use a socketpair)."""
+        sock.setblocking(False)
+        self.count += 1
+        conn = Connection(self, sock, f"#{self.count}")
+        self.connections.add(conn)
+        return conn
+
+    def stop_accepting(self) -> None:
+        self.loop.forget(self.listener.fileno())
+        self.listener.close()
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close("")
+
+
+def _peer_denied(sock: socket.socket) -> str:
+    """Why the peer may not talk to us, or "" (SO_PEERCRED: pid, uid, gid)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return ""
+    _, uid, _ = struct.unpack("3i", creds)
+    if uid in (0, os.getuid()):
+        return ""
+    return f"peer uid {uid} is not ours ({os.getuid()})"

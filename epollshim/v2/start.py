@@ -1,0 +1,205 @@
+"""The ``start`` subcommand: find or make the shim's socket, launch the daemon, print it.
+
+Rules (spec sections 2.3, 2.4, 2.6):
+- stdout and stderr are one pipe that containerd reads to EOF and uses as the address:
+  print only ``unix://<path>``; errors go to stderr and exit 1.
+- The daemon must not hold that pipe: its fds are 0,1 = /dev/null, 2 = the bundle's
+  ``log`` FIFO (non-blocking: a full log never stalls the loop), and the listening socket.
+- The daemon is a fresh ``sys.executable -I -S`` (no site, no user paths), not a fork of
+  this process: it pays only for what it imports itself (DESIGN.md section 6).
+- Grouping: when the bundle's annotations carry the group key, the socket name hashes the
+  group id instead of the container id, and a shim already listening there is reused.
+- Imports stay minimal (containerd waits on ``start`` for every container).
+"""
+
+import json
+import os
+import socket
+import sys
+
+from epollshim.v2.main import Flags
+
+DEFAULT_GROUP_KEYS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
+DEFAULT_SOCKET_DIR = "/run/containerd/s"
+MAX_SOCKET_PATH = 106
+
+
+class StartError(Exception):
+    pass
+
+
+def _sha256_hex(data: bytes) -> str:
+    try:  # the C module alone: hashlib would load OpenSSL (slower start)
+        digest = __import__("_sha256").sha256(data).hexdigest()
+    except ImportError:  # pragma: no cover - builds without it
+        from hashlib import sha256
+
+        digest = sha256(data).hexdigest()
+    return str(digest)
+
+
+def v2_settings() -> tuple[tuple[str, ...], str]:
+    """(group annotation keys, socket dir): defaults, or the EPOLLSHIM_CONFIG file's."""
+    path = os.environ.get("EPOLLSHIM_CONFIG")
+    if not path:
+        return DEFAULT_GROUP_KEYS, DEFAULT_SOCKET_DIR
+    from epollshim import config
+
+    v2 = config.load(path)["v2"]
+    key, sock_dir = str(v2["group_key"]), str(v2["socket_dir"])
+    keys = ("io.containerd.runc.v2.group", key) if key != DEFAULT_GROUP_KEYS[0] else (key,)
+    return keys, sock_dir
+
+
+def group_id(bundle: str, container_id: str, keys: tuple[str, ...]) -> str:
+    """The id that names the socket: the first grouping annotation, else the container id."""
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            spec = json.load(f)
+    except (OSError, ValueError):
+        return container_id
+    annotations = spec.get("annotations") if isinstance(spec, dict) else None
+    if isinstance(annotations, dict):
+        for key in keys:
+            value = annotations.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return container_id
+
+
+def socket_path(sock_dir: str, address: str, namespace: str, group: str) -> str:
+    """runc-v2's convention: sha256 of ``<address>/<ns>/<group>`` (as filepath.Join)."""
+    joined = os.path.normpath("/".join((address, namespace, group)))
+    return os.path.join(sock_dir, _sha256_hex(joined.encode()))
+
+
+def accepts(path: str) -> bool:
+    """Is a shim listening on ``path``?"""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+    except OSError:
+        return False
+    finally:
+        s.close()
+    return True
+
+
+def listen(path: str) -> socket.socket:
+    if len(path) > MAX_SOCKET_PATH:
+        raise StartError(f"{path}: socket path longer than {MAX_SOCKET_PATH} characters")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    try:
+        os.unlink(path)  # a dead shim's socket (nobody accepted on it)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def write_address(bundle: str, address: str) -> None:
+    tmp = os.path.join(bundle, ".address")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        os.write(fd, address.encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(bundle, "address"))
+
+
+def daemon_argv(flags: Flags, sock_path: str, fd: int) -> list[str]:
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = (
+        f"import sys;sys.path.insert(0,{package_parent!r});"
+        "from epollshim.v2.daemon import main;main()"
+    )
+    args = Flags()
+    args.values = {k: v for k, v in flags.values.items() if k != "publish-binary"}
+    args.values["socket"] = sock_path
+    args.values["fd"] = str(fd)
+    return [sys.executable, "-I", "-S", "-c", code, *args.argv()]
+
+
+def spawn_daemon(argv: list[str], bundle: str, listen_fd: int) -> int:
+    """Fork and exec the daemon with the stdio of spec 2.4; return its pid."""
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # no log FIFO (run by hand): lose the daemon's diagnostics
+        log = os.dup(devnull)
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, until exec
+        try:
+            os.setpgid(0, 0)  # its own process group, as containerd gives the shim
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(log, 2)
+            os.set_inheritable(listen_fd, True)
+            os.chdir(bundle)
+            os.execv(argv[0], argv)
+        except BaseException as e:
+            os.write(report_w, str(e).encode())
+        os._exit(127)
+    os.close(report_w)
+    os.close(devnull)
+    os.close(log)
+    report = os.read(report_r, 4096)
+    os.close(report_r)
+    if report:
+        os.waitpid(pid, 0)
+        raise StartError(f"cannot execute the daemon {argv[0]}: {report.decode()}")
+    return pid
+
+
+def raise_oom_score(pid: int) -> None:
+    """The daemon gets our oom_score_adj + 1, as runc-v2 does (best effort)."""
+    try:
+        with open("/proc/self/oom_score_adj", "rb") as f:
+            score = min(1000, int(f.read()) + 1)
+        with open(f"/proc/{pid}/oom_score_adj", "wb") as f:
+            f.write(str(score).encode())
+    except (OSError, ValueError):  # EACCES when unprivileged: the kernel default stays
+        pass
+
+
+def _drain_stdin() -> None:
+    """containerd may write the options Any here; read it so its write never fails."""
+    try:
+        while os.read(0, 65536):
+            pass
+    except OSError:  # EBADF/EINVAL: no stdin at all
+        pass
+
+
+def run(flags: Flags) -> int:
+    try:
+        _drain_stdin()
+        bundle = os.getcwd()
+        keys, sock_dir = v2_settings()
+        cid = flags.get("id")
+        group = group_id(bundle, cid, keys)
+        path = socket_path(sock_dir, flags.get("address"), flags.get("namespace"), group)
+        address = "unix://" + path
+        if group != cid and accepts(path):
+            write_address(bundle, address)
+        else:
+            sock = listen(path)
+            try:
+                write_address(bundle, address)
+                pid = spawn_daemon(daemon_argv(flags, path, sock.fileno()), bundle, sock.fileno())
+            except BaseException:
+                os.unlink(path)
+                raise
+            finally:
+                sock.close()
+            raise_oom_score(pid)
+    except Exception as e:
+        os.write(2, f"containerd-shim-epollshim-v2 start: {e}\n".encode())
+        return 1
+    os.write(1, address.encode())
+    return 0
