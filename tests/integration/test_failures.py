@@ -1,0 +1,162 @@
+"""When the shim cannot run the container: one clear line, one record, nothing left.
+
+Exit codes (``epollshim.v0.shim``): 1 bad input (bundle, config.json, FIFOs,
+config file), 2 usage, 3 the runtime failed. Every failure must leave: one
+line on stderr and an ``error`` record in ``shim-log.json`` naming the fault;
+no container in the private runc root; no runc or container process; no
+console socket directory; nobody holding a file in the state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from epollshim.bundle import write_bundle
+
+from .conftest import SeedFactory, Workdir
+from .supervisor import DEADLINE, Shim
+
+pytestmark = pytest.mark.runc
+
+EXIT_SETUP, EXIT_USAGE, EXIT_RUNTIME = 1, 2, 3
+
+
+def check_failure(shim: Shim, code: int, *needles: str) -> None:
+    assert shim.proc is not None
+    assert shim.proc.wait(timeout=DEADLINE) == code, shim.stderr()
+    lines = [ln for ln in shim.stderr().splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
+    assert lines[0].startswith("epollshim: error: ")
+    errors = [str(r["msg"]) for r in shim.shim_log() if r["level"] == "error"]
+    assert errors, "no error record in shim-log.json"
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+        assert any(needle in msg for msg in errors), f"{needle!r} not in {errors}"
+    assert not (shim.state_dir / "exitStatus").exists()
+    shim.assert_nothing_left()
+
+
+def test_command_not_in_container(seed: SeedFactory, terminal: bool) -> None:
+    shim = seed(["no-such-command", "arg"], terminal=terminal)
+    check_failure(shim, EXIT_RUNTIME, "no-such-command", "create")
+    assert (shim.state_dir / "log.json").exists()  # runc's own words are kept too
+
+
+def test_config_json_broken(seed: SeedFactory, terminal: bool) -> None:
+    shim = seed(["true"], terminal=terminal, start=False)
+    bundle: Path = shim.bundle
+    (bundle / "config.json").write_text('{"process": {"args": ["true"],')
+    shim.start([str(shim.state_dir), shim.id], cwd=bundle)
+    check_failure(shim, EXIT_SETUP, str(bundle / "config.json"), "not valid JSON")
+
+
+def test_config_json_missing_process(seed: SeedFactory) -> None:
+    shim = seed(["true"], start=False)
+    bundle: Path = shim.bundle
+    config = json.loads((bundle / "config.json").read_text())
+    del config["process"]["args"]
+    (bundle / "config.json").write_text(json.dumps(config))
+    shim.start([str(shim.state_dir), shim.id], cwd=bundle)
+    check_failure(shim, EXIT_SETUP, "process.args")
+
+
+def test_no_bundle_in_cwd(seed: SeedFactory, workdir: Workdir) -> None:
+    """Seed form: cwd is the bundle; a directory without config.json is not one."""
+    shim = seed(["true"], start=False)
+    empty = workdir.base / "not-a-bundle"
+    empty.mkdir()
+    shim.start([str(shim.state_dir), shim.id], cwd=empty)
+    check_failure(shim, EXIT_SETUP, str(empty / "config.json"), "not found")
+
+
+@pytest.mark.parametrize("fifo", ["exit", "stdout", "stdin"])
+def test_missing_fifo(seed: SeedFactory, fifo: str) -> None:
+    shim = seed(["true"], start=False)
+    path = shim.state_dir / fifo
+    shim.close_fds()
+    path.unlink()
+    shim.open_supervisor_ends()
+    shim.start([str(shim.state_dir), shim.id], cwd=shim.bundle)
+    check_failure(shim, EXIT_SETUP, str(path), "not found")
+
+
+def test_exit_fifo_without_reader(seed: SeedFactory) -> None:
+    shim = seed(["true"], start=False)
+    os.close(shim.exit_fd)  # the supervisor forgot to open its end first
+    shim.exit_fd = -1
+    shim.start([str(shim.state_dir), shim.id], cwd=shim.bundle)
+    check_failure(shim, EXIT_SETUP, str(shim.state_dir / "exit"), "nobody is reading")
+
+
+def test_missing_state_dir(seed: SeedFactory, workdir: Workdir) -> None:
+    shim = seed(["true"], start=False)
+    gone = workdir.base / "no-such-state-dir"
+    shim.start([str(gone), shim.id], cwd=shim.bundle)
+    assert shim.proc is not None
+    assert shim.proc.wait(timeout=DEADLINE) == EXIT_SETUP
+    lines = [ln for ln in shim.stderr().splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(gone) in lines[0], lines
+    assert not gone.exists()  # nowhere to write a record, and nothing created
+    shim.assert_nothing_left()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("log:\n  levle: debug\n", "'log.levle'"),
+        ("runtime:\n  path: 5\n", "'runtime.path'"),
+        ("log:\n  level: loud\n", "'log.level'"),
+        ("nonsense: {}\n", "'nonsense'"),
+    ],
+    ids=["unknown-key", "wrong-type", "bad-choice", "unknown-section"],
+)
+def test_bad_config_file(seed: SeedFactory, workdir: Workdir, text: str, needle: str) -> None:
+    config = workdir.base / "bad.yaml"
+    config.write_text(text)
+    shim = seed(["true"], opts=("--config", str(config)))
+    check_failure(shim, EXIT_SETUP, str(config), needle)
+
+
+def test_usage_error(workdir: Workdir) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "epollshim", "only-one-arg"],
+        cwd=workdir.base,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert r.returncode == EXIT_USAGE
+    assert r.stderr.startswith("epollshim: usage:")
+
+
+def test_form_a_missing_bundle(workdir: Workdir) -> None:
+    """0.2.x form: a BUNDLE argument that does not exist."""
+    procdir = workdir.base / "proc"
+    procdir.mkdir()
+    os.mkfifo(procdir / "exit")
+    os.mkfifo(procdir / "control")
+    bundle = write_bundle(workdir.base / "b", ["true"])
+    process = json.loads((bundle / "config.json").read_text())["process"]
+    (procdir / "process.json").write_text(json.dumps({**process, "exec": False}))
+    shim = Shim(
+        state_dir=procdir,
+        runc_root=workdir.runc_root,
+        tmpdir=workdir.tmpdir,
+        id=workdir.new_id(),
+        stdio={},
+    )
+    shim.open_supervisor_ends(stdin=False)
+    try:
+        gone = workdir.base / "gone"
+        shim.start([shim.id, str(gone), "runc"], cwd=procdir)
+        check_failure(shim, EXIT_SETUP, str(gone / "config.json"), "not found")
+    finally:
+        shim.cleanup()
