@@ -1,0 +1,114 @@
+"""``ctr task exec`` through the runtime v2 shim: pipes, piped stdin, a terminal, detached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from v2support import (
+    DEADLINE,
+    RUNTIMES,
+    Terminal,
+    alive,
+    check,
+    deterministic_bytes,
+    nothing_left,
+    poll,
+    remove,
+    run_detached,
+    sha,
+    tasks,
+)
+
+from epollshim.tools.containerd import PrivateContainerd
+
+pytestmark = pytest.mark.containerd
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left(containerd: PrivateContainerd) -> Iterator[None]:
+    yield from nothing_left(containerd)
+
+
+def pids(ctd: PrivateContainerd, cid: str) -> list[int]:
+    """``ctr task ps``: the pids of the task's processes."""
+    out = check(ctd.ctr("task", "ps", cid)).stdout.splitlines()[1:]
+    return [int(line.split()[0]) for line in out if line.strip()]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_output_and_exit_code(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        r = containerd.ctr(
+            "task", "exec", "--exec-id", "e1", unique_id,
+            "sh", "-c", "echo to-out; echo to-err >&2; exit 5",
+        )  # fmt: skip
+        assert (r.returncode, r.stdout, r.stderr) == (5, "to-out\n", "to-err\n"), r.stderr
+        # the exec id is free again once ctr deleted the exec
+        r = containerd.ctr("task", "exec", "--exec-id", "e1", unique_id, "true")
+        assert (r.returncode, r.stderr) == (0, "")
+        assert tasks(containerd)[unique_id][1] == "RUNNING"
+    finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_stdin_round_trip(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
+    """Piped stdin reaches the process byte for byte; its EOF ends ``cat`` (CloseIO)."""
+    data = deterministic_bytes((1 << 20) + 777, b"stdin")
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        r = containerd.ctr(
+            "task", "exec", "--exec-id", "cat", unique_id, "sh", "-c", "cat; exit 9",
+            input=data, text=False, timeout=DEADLINE * 2,
+        )  # fmt: skip
+        assert (r.returncode, r.stderr) == (9, b""), r.stderr
+        assert sha(r.stdout) == sha(data)
+    finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_tty_resize_and_exit_code(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        argv = [
+            "ctr", "--address", containerd.address, "--namespace", containerd.namespace,
+            "task", "exec", "-t", "--exec-id", "tty", unique_id, "sh",
+        ]  # fmt: skip
+        with Terminal(argv, rows=40, cols=132) as term:
+            term.type("echo READY-$((40+2))\r")
+            term.expect(rb"READY-42")
+            assert term.size_after((40, 132)) == (40, 132)
+            term.proc.setwinsize(33, 77)
+            assert term.size_after((33, 77)) == (33, 77)
+            term.type("exit 4\r")
+            assert term.exit_status() == 4
+        assert tasks(containerd)[unique_id][1] == "RUNNING"
+    finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_detached_then_killed(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        check(containerd.ctr("task", "exec", "-d", "--exec-id", "bg", unique_id, "sleep", "500"))
+        both = poll(
+            "the exec in ctr task ps", lambda: len(p := pids(containerd, unique_id)) == 2 and p
+        )
+        (exec_pid,) = set(both) - {init}
+        assert alive(exec_pid)
+        check(containerd.ctr("task", "kill", "--exec-id", "bg", "-s", "SIGKILL", unique_id))
+        poll(f"exec pid {exec_pid} to end", lambda: not alive(exec_pid))
+        poll("ctr task ps without the exec", lambda: pids(containerd, unique_id) == [init])
+        assert tasks(containerd)[unique_id] == (init, "RUNNING")
+    finally:
+        remove(containerd, unique_id)
