@@ -1,0 +1,69 @@
+"""Scenario 4: how often an idle shim wakes up.
+
+One ``sleep 3600`` container per subject, all started together and watched over the same
+window: after a short settle, the sum of voluntary + involuntary context switches over all
+threads of the shim (/proc/PID/task/*/status) is read at the start and at the end. Each
+switch is one wake-up (or a preemption while awake); a shim with no timers makes none.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.common import CONMON, SEED, BenchError, Cell, context_switches, log, threads
+from bench.subjects import IDLE, ConmonSubject, Context, CtrSubject, SeedSubject
+
+SETTLE = 2.0
+
+
+def run(ctx: Context, names: tuple[str, ...], seconds: float) -> dict[str, dict[str, Any]]:
+    """{subject: {"wakeups": Cell (per window), "threads": int}}."""
+    pids: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    stops: list[Any] = []
+    try:
+        for name in names:
+            try:
+                if name == SEED:
+                    seed = SeedSubject(ctx)
+                    c = seed.start(IDLE)
+                    stops.append(lambda seed=seed, c=c: seed.stop(c))
+                    pids[name] = c.shim_pid
+                elif name == CONMON:
+                    cm = ConmonSubject(ctx)
+                    k = cm.start(IDLE)
+                    stops.append(lambda cm=cm, k=k: cm.stop(k))
+                    pids[name] = k.pid
+                else:
+                    s = CtrSubject(ctx, name)
+                    ids = s.start_idle(1)
+                    stops.append(lambda s=s, ids=ids: s.stop_idle(ids))
+                    pids[name] = s.shim_of(ids[0])
+            except Exception as e:
+                errors[name] = Cell.failed(e).error
+                log(f"idle {name}: n/a ({errors[name]})")
+        time.sleep(SETTLE)
+        before = {name: context_switches(pid) for name, pid in pids.items()}
+        time.sleep(seconds)
+        after = {}
+        for name, pid in pids.items():
+            try:
+                after[name] = context_switches(pid)
+            except OSError:
+                errors[name] = "the shim ended during the window"
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if name in after:
+                n = after[name] - before[name]
+                out[name] = {"wakeups": Cell(n, [n]), "threads": threads(pids[name])}
+                log(f"idle {name}: {n} context switches in {seconds:g} s")
+            else:
+                out[name] = {"wakeups": Cell(error=errors.get(name, "not measured"))}
+        return out
+    finally:
+        for stop in stops:
+            try:
+                stop()
+            except (BenchError, OSError) as e:
+                log(f"idle: clean-up: {e}")

@@ -1,0 +1,179 @@
+"""The table: medians side by side, ratios, targets with PASS / FALL SHORT; Markdown + PNG.
+
+matplotlib is imported here, in ``chart``, only when the chart is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from typing import Any
+
+from bench.common import Cell
+
+
+class Row:
+    """One comparison: ours vs an anchor, with an optional target on the ratio (or value)."""
+
+    __slots__ = ("anchor", "anchor_name", "fmt", "metric", "ours", "ours_name", "target", "unit")
+
+    def __init__(
+        self,
+        metric: str,
+        unit: str,
+        fmt: str,
+        ours_name: str,
+        ours: Cell,
+        anchor_name: str,
+        anchor: Cell,
+        target: tuple[str, float, str] | None = None,
+    ) -> None:
+        self.metric = metric
+        self.unit = unit
+        self.fmt = fmt
+        self.ours_name = ours_name
+        self.ours = ours
+        self.anchor_name = anchor_name
+        self.anchor = anchor
+        # ("ratio" | "value", bound, "<=" | ">=")
+        self.target = target
+
+    def ratio(self) -> float | None:
+        if not (self.ours.ok and self.anchor.ok) or not self.anchor.value:
+            return None
+        assert self.ours.value is not None
+        return self.ours.value / self.anchor.value
+
+    def value_text(self, cell: Cell) -> str:
+        if not cell.ok:
+            return f"n/a (error: {cell.error})"
+        return format(cell.value, self.fmt)
+
+    def ratio_text(self) -> str:
+        r = self.ratio()
+        if r is None:
+            if self.anchor.ok and self.anchor.value == 0 and self.ours.ok:
+                return "0 vs 0" if self.ours.value == 0 else "inf"
+            return "n/a"
+        return f"{r:.2f}x"
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return "(info)"
+        kind, bound, op = self.target
+        return f"{op} {bound:g}x" if kind == "ratio" else f"{op} {bound:g} {self.unit}"
+
+    def verdict(self) -> str:
+        if self.target is None:
+            return ""
+        kind, bound, op = self.target
+        x = self.ratio() if kind == "ratio" else self.ours.value
+        if x is None:
+            return "n/a"
+        ok = x <= bound + 1e-12 if op == "<=" else x >= bound - 1e-12
+        return "PASS" if ok else "FALL SHORT"
+
+
+HEADER = ("metric", "epollshim", "value", "anchor", "value", "ratio", "target", "verdict")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    return (
+        f"{row.metric} ({row.unit})",
+        row.ours_name,
+        row.value_text(row.ours),
+        row.anchor_name,
+        row.value_text(row.anchor),
+        row.ratio_text(),
+        row.target_text(),
+        row.verdict(),
+    )
+
+
+def text_table(rows: list[Row]) -> str:
+    table = [HEADER, *(cells(r) for r in rows)]
+    widths = [min(max(len(r[i]) for r in table), 44) for i in range(len(HEADER))]
+    lines = []
+    for i, r in enumerate(table):
+        lines.append("  ".join(c[:44].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        c = cells(r)
+        verdict = f"**{c[-1]}**" if c[-1] else ""
+        out.append("| " + " | ".join(esc(x) for x in (*c[:-1], verdict)) + " |")
+    return "\n".join(out)
+
+
+def machine() -> dict[str, str]:
+    def version(argv: list[str]) -> str:
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (r.stdout or r.stderr).splitlines()[0].strip()
+        except (OSError, IndexError, subprocess.SubprocessError):
+            return "?"
+
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "kernel": platform.release(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "containerd": version(["containerd", "--version"]),
+        "runc": version(["runc", "--version"]),
+        "conmon": version(["conmon", "--version"]),
+    }
+
+
+def markdown(rows: list[Row], meta: dict[str, Any], notes: list[str], chart: str | None) -> str:
+    lines = ["# epollshim bench", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += ["", markdown_table(rows), ""]
+    if chart:
+        lines += [f"![ratios]({chart})", ""]
+    if notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
+    return "\n".join(lines)
+
+
+def chart(rows: list[Row], path: str) -> str | None:
+    """A horizontal bar per row with a ratio target: the ratio (log scale), the target line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = [(r, r.ratio()) for r in rows if r.target and r.target[0] == "ratio"]
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(data) + 1.5))
+    for i, (r, ratio) in enumerate(data):
+        assert r.target is not None
+        _, bound, op = r.target
+        if ratio is None:
+            ax.text(1.0, i, "  n/a", va="center", color="grey")
+        elif ratio > 0:
+            good = r.verdict() == "PASS"
+            ax.barh(i, ratio, color="tab:green" if good else "tab:red", alpha=0.8)
+            ax.text(ratio, i, f" {ratio:.2f}x", va="center", fontsize=8)
+        ax.plot([bound, bound], [i - 0.4, i + 0.4], color="black", lw=2)
+        ax.text(bound, i + 0.42, f"{op}{bound:g}", fontsize=7, ha="center")
+    ax.set_yticks(range(len(data)))
+    ax.set_yticklabels([f"{r.metric} ({r.ours_name})" for r, _ in data], fontsize=8)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("ratio epollshim / anchor (log scale); black bar = target")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,216 @@
+"""Scenario 3: stdout throughput, non-tty and tty, and the shim's CPU seconds per GiB.
+
+The container runs ``dd if=/dev/zero bs=1M count=1024`` (1 GiB, 1 MiB writes).
+
+* containerd subjects: ``ctr run --rm [-t]``; ctr's stdout is a pipe we splice to /dev/null
+  (non-tty) or a pty whose master we read (tty: ``ctr -t`` insists on a terminal). Path:
+  container -> pipe or pty -> shim -> FIFO -> ctr -> us.
+* ``epollshim seed``: ``epollshim run [--tty]`` with its stdout a pipe to us. Non-tty, the
+  container writes straight into the stdout FIFO (the seed protocol hands the FIFO over; the
+  shim moves no byte); tty, the shim copies pty master -> FIFO.
+* ``conmon``: the container's pipe or pty -> conmon -> a ``k8s-file`` log on tmpfs; progress is
+  the log's size (its ~0.5% framing makes it reach 1 GiB a little early).
+
+Rate and CPU are taken between the first byte seen and the last: rate = bytes / time, CPU =
+delta of utime+stime (/proc/PID/stat, all threads) of the shim process over the same span,
+read while it still runs. Start-up and tear-down are outside both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import termios
+import time
+from collections.abc import Callable
+
+from bench.common import (
+    CONMON,
+    GIB,
+    MB,
+    SEED,
+    BenchError,
+    Cell,
+    cpu_seconds,
+    log,
+    new_id,
+)
+from bench.subjects import ConmonSubject, Context, CtrSubject, SeedSubject
+
+MODES = ("pipe", "tty")
+
+
+def dd_command(size: int) -> list[str]:
+    return ["sh", "-c", f"dd if=/dev/zero bs=1048576 count={size >> 20} 2>/dev/null"]
+
+
+class Span:
+    """First-byte to last-byte bookkeeping: bytes, seconds, shim CPU seconds."""
+
+    def __init__(self, total: int, shim_pid: Callable[[], int]) -> None:
+        self.total = total
+        self.shim_pid = shim_pid
+        self.got = 0
+        self.pid = 0
+        self.t0 = self.cpu0 = 0.0
+        self.b0 = 0
+
+    def add(self, n: int) -> bool:
+        """Count n more bytes; True once the total has arrived."""
+        self.got += n
+        if not self.pid:
+            self.pid = self.shim_pid()
+            self.cpu0 = cpu_seconds(self.pid)
+            self.t0 = time.monotonic()
+            self.b0 = self.got
+        if self.got < self.total:
+            return False
+        self.t1 = time.monotonic()
+        self.cpu1 = cpu_seconds(self.pid)
+        return True
+
+    def result(self) -> tuple[float, float]:
+        moved = self.got - self.b0
+        if moved <= 0 or self.t1 <= self.t0:
+            raise BenchError("nothing measured")
+        return moved / (self.t1 - self.t0) / MB, (self.cpu1 - self.cpu0) / moved * GIB
+
+
+def _drain(fd: int, span: Span, use_splice: bool) -> None:
+    sink = os.open(os.devnull, os.O_WRONLY)
+    try:
+        while True:
+            try:
+                n = os.splice(fd, sink, 1 << 20) if use_splice else len(os.read(fd, 1 << 20))
+            except OSError:  # EIO: a pty master whose slave side is gone
+                n = 0
+            if n == 0:
+                raise BenchError(f"output ended after {span.got} of {span.total} bytes")
+            if span.add(n):
+                return
+    finally:
+        os.close(sink)
+
+
+def _finish(proc: subprocess.Popen[bytes], fd: int) -> None:
+    """Read whatever is left until EOF, then reap the client."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 1 << 20):
+            pass
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ctr_once(s: CtrSubject, tty: bool, size: int) -> tuple[float, float]:
+    cid = new_id("t")
+    argv = s.ctr_argv(*s.run_args(cid, dd_command(size), tty=tty))
+    if tty:
+        fd, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+        stdio = {"stdin": slave, "stdout": slave, "stderr": slave}
+    else:
+        fd, slave = os.pipe()
+        stdio = {"stdin": subprocess.DEVNULL, "stdout": slave, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(argv, start_new_session=True, **stdio)  # type: ignore[call-overload]
+    os.close(slave)
+    try:
+        span = Span(size, lambda: s.shim_of(cid))
+        _drain(fd, span, use_splice=not tty)
+        _finish(proc, fd)
+        if proc.returncode != 0:
+            raise BenchError(f"ctr run exited with {proc.returncode}")
+        return span.result()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(fd)
+        s.ctr("task", "delete", "--force", cid)
+        s.ctr("containers", "delete", cid)
+
+
+def seed_once(s: SeedSubject, tty: bool, size: int) -> tuple[float, float]:
+    r, w = os.pipe()
+    try:
+        c = s.start(dd_command(size), tty=tty, stdout=w)
+    finally:
+        os.close(w)
+    try:
+        span = Span(size, lambda: c.shim_pid)
+        _drain(r, span, use_splice=True)
+        _finish(c.proc, r)
+        return span.result()
+    finally:
+        os.close(r)
+        s.stop(c)
+
+
+def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float]:
+    c = s.start(dd_command(size), tty=tty)
+    try:
+        span = Span(size, lambda: c.pid)
+        deadline = time.monotonic() + 120
+        last = 0
+        while time.monotonic() < deadline:
+            try:
+                now = os.stat(c.log).st_size
+            except FileNotFoundError:
+                now = 0
+            if now > last and span.add(now - last):
+                return span.result()
+            last = now
+            time.sleep(0.002)
+        raise BenchError(f"the log reached only {last} bytes")
+    finally:
+        s.stop(c)
+
+
+def run(
+    ctx: Context, names: tuple[str, ...], rounds: int, sizes: dict[str, int]
+) -> dict[tuple[str, str], dict[str, Cell]]:
+    """{(subject, mode): {"rate": Cell MB/s, "cpu": Cell shim CPU s per GiB}}.
+
+    ``sizes``: bytes per run for each mode (a pty moves ~30-70 MB/s here, so tty runs are
+    shorter than pipe runs; CPU is reported per GiB either way).
+    """
+
+    def once(name: str, mode: str) -> tuple[float, float]:
+        tty = mode == "tty"
+        size = sizes[mode]
+        if name == SEED:
+            return seed_once(SeedSubject(ctx), tty, size)
+        if name == CONMON:
+            return conmon_once(ConmonSubject(ctx), tty, size)
+        return ctr_once(CtrSubject(ctx, name), tty, size)
+
+    keys = [(name, mode) for mode in MODES for name in names]
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in keys}
+    errors: dict[tuple[str, str], str] = {}
+    for r in range(rounds):
+        for key in keys if r % 2 == 0 else reversed(keys):
+            if key in errors:
+                continue
+            try:
+                samples[key].append(once(*key))
+                rate, cpu = samples[key][-1]
+                log(f"throughput {key[0]} {key[1]}: {rate:.0f} MB/s, {cpu:.2f} CPU s/GiB")
+            except Exception as e:
+                errors[key] = Cell.failed(e).error
+                log(f"throughput {key[0]} {key[1]}: n/a ({errors[key]})")
+    out = {}
+    for key in keys:
+        if samples[key]:
+            out[key] = {
+                "rate": Cell.of(x for x, _ in samples[key]),
+                "cpu": Cell.of(y for _, y in samples[key]),
+            }
+        else:
+            out[key] = {"rate": Cell(error=errors[key]), "cpu": Cell(error=errors[key])}
+    return out
