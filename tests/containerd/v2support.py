@@ -157,9 +157,10 @@ def shim_socket(ctd: PrivateContainerd, cid: str) -> str:
 
 
 def shim_pids(ctd: PrivateContainerd) -> list[int]:
-    """Processes started for our containerd: ``-address <sock>`` or ``-address=<sock>`` in argv.
+    """Shims of our containerd: ``-address <sock>`` or ``-address=<sock>`` in their argv.
 
-    (epollshim's daemon re-executes itself with the ``-flag=value`` spelling.)
+    (epollshim's daemon re-executes itself with the ``-flag=value`` spelling; ctr's own
+    ``--address`` has two dashes and is not counted.)
     """
     ours = ctd.address
     found = []
@@ -167,11 +168,10 @@ def shim_pids(ctd: PrivateContainerd) -> list[int]:
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         argv = cmdline(int(entry))
-        pairs = zip(argv, [*argv[1:], ""], strict=True)
-        if any(
-            (a in ("-address", "--address") and b == ours)
-            or a in (f"-address={ours}", f"--address={ours}")
-            for a, b in pairs
+        nexts = [*argv[1:], ""]
+        if any(  # single dash: ctr's own ``--address`` is not a shim
+            (a == "-address" and nexts[i] == ours) or a == f"-address={ours}"
+            for i, a in enumerate(argv)
         ):
             found.append(int(entry))
     return found
@@ -245,10 +245,31 @@ class Events:
         self._proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
-        token = secrets.token_hex(4)
-        check(self.ctd.ctr("namespaces", "label", self.ctd.namespace, f"epollshim-sync={token}"))
-        self.wait_for(lambda e: e.topic == "/namespaces/update" and token in json.dumps(e.data))
+        try:
+            self._sync()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
+
+    def _sync(self) -> None:
+        """Label the namespace until ``ctr events`` shows it: the subscription is then live.
+
+        (An event published before ctr has subscribed is not shown, hence the repetition.)
+        """
+        deadline = time.monotonic() + DEADLINE
+        while time.monotonic() < deadline:
+            token = secrets.token_hex(4)
+            label = f"epollshim-sync={token}"
+            check(self.ctd.ctr("namespaces", "label", self.ctd.namespace, label))
+            found = self._find(
+                lambda e, t=token: e.topic == "/namespaces/update" and t in json.dumps(e.data),
+                1.0,
+            )
+            if found is not None:
+                self.seen.clear()
+                return
+        pytest.fail(f"ctr events showed no /namespaces/update in {DEADLINE:g} s: {self.seen}")
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:
@@ -285,7 +306,13 @@ class Events:
         return Event(fields[0], fields[1], data)
 
     def wait_for(self, match: Callable[[Event], bool], timeout: float = DEADLINE) -> Event:
-        """The first event (of any namespace, not yet consumed) that matches."""
+        """The first event of our namespace seen so far (or within ``timeout``) that matches."""
+        found = self._find(match, timeout)
+        if found is None:
+            pytest.fail(f"no matching event within {timeout:g} s; saw {self.seen}")
+        return found
+
+    def _find(self, match: Callable[[Event], bool], timeout: float) -> Event | None:
         for event in self.seen:
             if match(event):
                 return event
@@ -293,7 +320,7 @@ class Events:
         while True:
             event = self._read_line(deadline)
             if event is None:
-                pytest.fail(f"no matching event within {timeout:g} s; saw {self.seen}")
+                return None
             if event.namespace == self.ctd.namespace or not event.namespace:
                 self.seen.append(event)
                 if match(event):
