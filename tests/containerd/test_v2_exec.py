@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -111,4 +112,52 @@ def test_exec_detached_then_killed(
         poll("ctr task ps without the exec", lambda: pids(containerd, unique_id) == [init])
         assert tasks(containerd)[unique_id] == (init, "RUNNING")
     finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_quick_execs_report_their_codes(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    """Processes that end at once (before their pid file is read, often) keep their codes."""
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        for n in range(12):
+            r = containerd.ctr(
+                "task", "exec", "--exec-id", f"q{n}", unique_id, "sh", "-c", f"exit {n}"
+            )
+            assert (r.returncode, r.stdout, r.stderr) == (n, "", ""), r.stderr
+    finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_concurrent_execs_keep_their_streams_apart(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    """Four execs at once, each with its own stdout, stderr and exit code."""
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    argv = ["ctr", "--address", containerd.address, "--namespace", containerd.namespace]
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        for n in range(1, 5):
+            script = f"seq {n} 4 60000; seq {n} 7 20000 >&2; exit {n + 10}"
+            exec_argv = [*argv, "task", "exec", "--exec-id", f"c{n}", unique_id, "sh", "-c"]
+            procs[n] = subprocess.Popen(
+                [*exec_argv, script],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        for n, proc in procs.items():
+            out, err = proc.communicate(timeout=DEADLINE * 2)
+            want_out = "".join(f"{i}\n" for i in range(n, 60001, 4)).encode()
+            want_err = "".join(f"{i}\n" for i in range(n, 20001, 7)).encode()
+            assert proc.returncode == n + 10, err[-500:]
+            assert (sha(out), sha(err)) == (sha(want_out), sha(want_err))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         remove(containerd, unique_id)

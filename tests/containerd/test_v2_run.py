@@ -128,3 +128,20 @@ def test_run_tty_resize_and_exit_code(
         assert term.exit_status() == 7
     assert unique_id not in containers(containerd)
     assert unique_id not in tasks(containerd)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_run_tty_output_is_drained_before_the_exit(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    """Everything the process wrote to its terminal arrives, even right before it exits."""
+    argv = ctr_argv(
+        containerd, "run", "-t", "--rm", "--runtime", runtime, containerd.image or "", unique_id
+    )
+    with Terminal([*argv, "sh", "-c", "seq 1 30000; exit 5"], rows=24, cols=80) as term:
+        assert term.exit_status() == 5
+        # the container's pty and ours each turn \n into \r\n: lines end in \r\r\n
+        lines = [line.strip(b"\r") for line in term.out.split(b"\n")]
+    numbers = [int(x) for x in lines if x.isdigit()]
+    assert numbers == list(range(1, 30001)), term.out[-300:]
+    assert unique_id not in containers(containerd)

@@ -81,6 +81,8 @@ def test_kill_and_kill_all(containerd: PrivateContainerd, unique_id: str, runtim
         poll("the exec'd sleeps to end", lambda: not any(map(alive, others)))
         poll("ctr task ps with only the init", lambda: set(ps(containerd, unique_id)) == {init})
         assert tasks(containerd)[unique_id] == (init, "RUNNING")  # pid 1 has no TERM handler
+        r = containerd.ctr("task", "delete", unique_id)  # ctr checks State: must be STOPPED
+        assert r.returncode != 0 and "must be stopped" in r.stderr, r.stderr
         check(containerd.ctr("task", "kill", "-s", "SIGKILL", unique_id))
         wait_status(containerd, unique_id, "STOPPED")
         r = containerd.ctr("task", "delete", unique_id)
@@ -184,6 +186,8 @@ def test_stopped_task_kill_fails_and_delete_cleans_up(
         wait_status(containerd, unique_id, "STOPPED")
         r = containerd.ctr("task", "kill", unique_id)
         assert r.returncode != 0 and "not found" in r.stderr, r.stderr
+        r = containerd.ctr("task", "exec", "--exec-id", "late", unique_id, "true")
+        assert r.returncode != 0, "exec into a stopped task must fail"
         r = containerd.ctr("task", "delete", unique_id)
         assert r.returncode == 0 and "exit code 137" in r.stderr, r.stderr
         assert unique_id not in tasks(containerd)
