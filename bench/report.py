@@ -103,15 +103,25 @@ def text_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def spread(row: Row, cell: Cell) -> str:
+    """`` <sub>n=10: 180-250</sub>`` under a median of several samples."""
+    if not cell.ok or len(cell.samples) < 2:
+        return ""
+    lo, hi = format(min(cell.samples), row.fmt), format(max(cell.samples), row.fmt)
+    return f" <sub>n={len(cell.samples)}: {lo}-{hi}</sub>"
+
+
 def markdown_table(rows: list[Row]) -> str:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
     out = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:
-        c = cells(r)
-        verdict = f"**{c[-1]}**" if c[-1] else ""
-        out.append("| " + " | ".join(esc(x) for x in (*c[:-1], verdict)) + " |")
+        c = [esc(x) for x in cells(r)]
+        c[2] += spread(r, r.ours)
+        c[4] += spread(r, r.anchor)
+        c[-1] = f"**{c[-1]}**" if c[-1] else ""
+        out.append("| " + " | ".join(c) + " |")
     return "\n".join(out)
 
 
