@@ -6,7 +6,8 @@ Rules:
 - The schema is a subset of containerd/cgroups stats/v1/metrics.proto (same field
   numbers): Metrics{pids 2, cpu 3, memory 4}, PidsStat{current 1, limit 2},
   CPUStat{usage 1}, CPUUsage{total 1, kernel 2, user 3, per_cpu 4},
-  MemoryStat{cache 1, rss 2, ..., usage 35, swap 36, kernel 37}, MemoryEntry{limit 1,
+  MemoryStat{cache 1, rss 2, ..., totals 18-32, usage 33, swap 34, kernel 35,
+  kernel_tcp 36}, MemoryEntry{limit 1,
   usage 2, max 3, failcnt 4}. Unknown fields are simply absent for the reader.
 """
 
@@ -82,9 +83,25 @@ class MemoryStat(Message):
         _u(15, "unevictable"),
         _u(16, "hierarchical_memory_limit"),
         _u(17, "hierarchical_swap_limit"),
-        Field(35, "usage", MESSAGE, MemoryEntry),
-        Field(36, "swap", MESSAGE, MemoryEntry),
-        Field(37, "kernel", MESSAGE, MemoryEntry),
+        _u(18, "total_cache"),
+        _u(19, "total_rss"),
+        _u(20, "total_rss_huge"),
+        _u(21, "total_mapped_file"),
+        _u(22, "total_dirty"),
+        _u(23, "total_writeback"),
+        _u(24, "total_pg_pg_in"),
+        _u(25, "total_pg_pg_out"),
+        _u(26, "total_pg_fault"),
+        _u(27, "total_pg_maj_fault"),
+        _u(28, "total_inactive_anon"),
+        _u(29, "total_active_anon"),
+        _u(30, "total_inactive_file"),
+        _u(31, "total_active_file"),
+        _u(32, "total_unevictable"),
+        Field(33, "usage", MESSAGE, MemoryEntry),
+        Field(34, "swap", MESSAGE, MemoryEntry),
+        Field(35, "kernel", MESSAGE, MemoryEntry),
+        Field(36, "kernel_tcp", MESSAGE, MemoryEntry),
     )
     cache: int = 0
     rss: int = 0
@@ -103,9 +120,25 @@ class MemoryStat(Message):
     unevictable: int = 0
     hierarchical_memory_limit: int = 0
     hierarchical_swap_limit: int = 0
+    total_cache: int = 0
+    total_rss: int = 0
+    total_rss_huge: int = 0
+    total_mapped_file: int = 0
+    total_dirty: int = 0
+    total_writeback: int = 0
+    total_pg_pg_in: int = 0
+    total_pg_pg_out: int = 0
+    total_pg_fault: int = 0
+    total_pg_maj_fault: int = 0
+    total_inactive_anon: int = 0
+    total_active_anon: int = 0
+    total_inactive_file: int = 0
+    total_active_file: int = 0
+    total_unevictable: int = 0
     usage: MemoryEntry | None = None
     swap: MemoryEntry | None = None
     kernel: MemoryEntry | None = None
+    kernel_tcp: MemoryEntry | None = None
 
 
 @message
@@ -122,12 +155,9 @@ class Metrics(Message):
 
 
 # memory.stat keys -> MemoryStat fields (the v1 names; pgpgin -> pg_pg_in, ...)
-_MEMORY_KEYS = {
-    "pgpgin": "pg_pg_in",
-    "pgpgout": "pg_pg_out",
-    "pgfault": "pg_fault",
-    "pgmajfault": "pg_maj_fault",
-}
+_RENAMED = {"pgpgin": "pg_pg_in", "pgpgout": "pg_pg_out", "pgfault": "pg_fault"}
+_RENAMED["pgmajfault"] = "pg_maj_fault"
+_MEMORY_KEYS = {**_RENAMED, **{"total_" + k: "total_" + v for k, v in _RENAMED.items()}}
 _U64 = (1 << 64) - 1
 
 
@@ -179,6 +209,7 @@ def _memory(base: str) -> MemoryStat:
     stat.usage = _entry(base, "memory.")
     stat.swap = _entry(base, "memory.memsw.")
     stat.kernel = _entry(base, "memory.kmem.")
+    stat.kernel_tcp = _entry(base, "memory.kmem.tcp.")
     return stat
 
 
