@@ -9,7 +9,10 @@ cases run against epollshim only. Either way the shim must go on serving contain
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from v2support import (
@@ -29,17 +32,25 @@ from epollshim.tools.containerd import PrivateContainerd
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import (
     TASK_SERVICE,
+    CloseIORequest,
     Code,
     DeleteRequest,
+    ExecProcessRequest,
     KillRequest,
     Request,
     Response,
+    StartRequest,
+    StartResponse,
     StateRequest,
     StateResponse,
     TaskStatus,
+    WaitRequest,
+    WaitResponse,
 )
+from epollshim.v2.pb import Any
 
 pytestmark = pytest.mark.containerd
+PROCESS = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 
 @pytest.fixture(autouse=True)
@@ -138,4 +149,53 @@ def test_broken_framing_closes_only_that_connection(
         assert_still_serving(containerd, unique_id, init)
         check(containerd.ctr("task", "kill", "-s", "SIGKILL", unique_id))
     finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_exec_closeio_before_start_still_reports_the_exit(
+    containerd: PrivateContainerd, unique_id: str, runtime: str, tmp_path: Path
+) -> None:
+    """ctr sends CloseIO as soon as its stdin is at EOF, which can be before or while Start
+    runs, and its Wait before Start; an exec that exits at once must still have its exit
+    reported. Pipelined here on purpose, in both orders (ctr only does it by chance)."""
+    run_detached(containerd, runtime, unique_id, "sleep", "600")
+    fds: list[int] = []
+    try:
+        with ShimConnection(shim_socket(containerd, unique_id)) as conn:
+            for n in range(10):
+                exec_id = f"early{n}"
+                paths = [str(tmp_path / f"{exec_id}-{name}") for name in ("in", "out", "err")]
+                for path in paths:
+                    os.mkfifo(path)
+                    fds.append(os.open(path, os.O_RDWR | os.O_NONBLOCK))  # the client's ends
+                process = {
+                    "args": ["sh", "-c", f"exit {n + 3}"],
+                    "cwd": "/",
+                    "env": ["PATH=/bin"],
+                    "user": {"uid": 0, "gid": 0},
+                }
+                spec = Any(PROCESS, json.dumps(process).encode())
+                request = ExecProcessRequest(unique_id, exec_id, False, *paths, spec)
+                assert conn.call("Exec", request).code == Code.OK
+                os.close(fds.pop(-3))  # as ctr does: its stdin writer is gone, then CloseIO
+                waiting = conn.send("Wait", WaitRequest(unique_id, exec_id))
+                # pipelined, in both orders: CloseIO lands before or while Start runs
+                close_io, start = (
+                    ("CloseIO", CloseIORequest(unique_id, exec_id, True)),
+                    (
+                        "Start",
+                        StartRequest(unique_id, exec_id),
+                    ),
+                )
+                first, second = (close_io, start) if n % 2 else (start, close_io)
+                replies = {m: conn.send(m, arg) for m, arg in (first, second)}
+                assert conn.reply(replies["CloseIO"]).ok
+                assert conn.reply(replies["Start"]).result(StartResponse).pid > 0
+                waited = conn.reply(waiting).result(WaitResponse)  # socket timeout: 30 s
+                assert waited.exit_status == n + 3
+                assert conn.call("Delete", DeleteRequest(unique_id, exec_id)).ok
+    finally:
+        for fd in fds:
+            os.close(fd)
         remove(containerd, unique_id)

@@ -347,6 +347,7 @@ class ShimConnection:
         self.sock.connect(path)
         self.client = ttrpc.Client()
         self.decoder = ttrpc.FrameDecoder()
+        self.replies: dict[int, ttrpc.Reply] = {}  # arrived, not yet asked for
 
     def __enter__(self) -> ShimConnection:
         return self
@@ -355,19 +356,25 @@ class ShimConnection:
         self.sock.close()
 
     def call(self, method: str, argument: Message) -> ttrpc.Reply:
+        return self.reply(self.send(method, argument))
+
+    def send(self, method: str, argument: Message) -> int:
+        """Send a request without waiting; returns its stream id for ``reply``."""
         stream_id, frame = self.client.request(TASK_SERVICE, method, argument)
         self.sock.sendall(frame)
-        return self.reply(stream_id)
+        return stream_id
 
     def reply(self, stream_id: int) -> ttrpc.Reply:
-        while True:
+        """The reply to ``stream_id`` (others arriving meanwhile are kept)."""
+        while stream_id not in self.replies:
             data = self.sock.recv(65536)
             if not data:
                 raise ConnectionError(f"shim closed the connection before answering {stream_id}")
             for frame in self.decoder.feed(data):
                 reply = self.client.receive(frame)
-                if reply is not None and reply.stream_id == stream_id:
-                    return reply
+                if reply is not None:
+                    self.replies[reply.stream_id] = reply
+        return self.replies.pop(stream_id)
 
     def raw_frames(self) -> list[ttrpc.Frame]:
         """Frames received until one arrives (for raw requests)."""
