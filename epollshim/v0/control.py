@@ -46,7 +46,8 @@ class ControlReader:
                 continue
             self.handle(line)
         if len(self.buffer) > MAX_LINE:
-            self.log.warn(f"control: dropping a line longer than {MAX_LINE} bytes")
+            if not self.discarding:  # once per line, however many reads it takes
+                self.log.warn(f"control: dropping a line longer than {MAX_LINE} bytes")
             self.buffer = b""
             self.discarding = True
 
