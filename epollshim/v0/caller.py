@@ -190,9 +190,9 @@ class Session:
         self.readers = [fd("stdout", os.O_RDONLY | os.O_NONBLOCK)]
         if not terminal:
             self.readers.append(fd("stderr", os.O_RDONLY | os.O_NONBLOCK))
-        dummy = fd("stdin", os.O_RDONLY | os.O_NONBLOCK)  # so the writer opens at once
-        self.stdin_writer = fd("stdin", os.O_WRONLY | os.O_NONBLOCK)
-        os.close(dummy)
+        # O_RDWR: opens at once, and our writes wait in the pipe (no EPIPE) until
+        # the shim has opened its reader; closing it is "the client's writer left".
+        self.stdin_writer = fd("stdin", os.O_RDWR | os.O_NONBLOCK)
 
     def _open(self, name: str, flags: int) -> int:
         return os.open(os.path.join(self.state_dir, name), flags | os.O_CLOEXEC)
@@ -255,6 +255,12 @@ class Session:
             self.loop.remove_reader(0)
 
     def _close_stdin(self) -> None:
+        # Bytes in a FIFO die with its last descriptor: if we closed ours before the
+        # shim opened its reader, our input would be lost. The shim opens stdin
+        # before runc writes ``pid``, so wait for that file (or the shim's end).
+        if not self.shim_gone and not os.path.exists(os.path.join(self.state_dir, "pid")):
+            self.loop.call_later(0.01, self._close_stdin)
+            return
         if self.stdin_writer >= 0:
             os.close(self.stdin_writer)
             self.stdin_writer = -1
