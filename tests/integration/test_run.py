@@ -35,9 +35,7 @@ class Runs:
     def __init__(self, workdir: Workdir) -> None:
         self.workdir = workdir
         self.base = workdir.base / "run-state"
-        self.env = dict(
-            os.environ, EPOLLSHIM_STATE_BASE=str(self.base), TMPDIR=str(workdir.tmpdir)
-        )
+        self.env = dict(os.environ, EPOLLSHIM_STATE_BASE=str(self.base), TMPDIR=str(workdir.tmpdir))
         self.env.pop("EPOLLSHIM_START", None)
         self.root = str(workdir.runc_root)
         self.procs: list[subprocess.Popen[bytes]] = []
