@@ -204,6 +204,15 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
                         ("ratio", 0.5, "<=") if targeted else None,
                     )
                 )
+        for (name, mode), v in tp.items():
+            short = [x for x in v["lost"] if x]
+            if short:
+                notes.append(
+                    f"throughput {name} {mode}: output ended early in {len(short)} of "
+                    f"{len(v['lost'])} runs (up to {max(short)} bytes lost at the end)"
+                )
+            if v["errors"]:
+                notes.append(f"throughput {name} {mode}: failed runs: {'; '.join(v['errors'])}")
         notes.append(
             "throughput, seed form: non-tty, the container writes into the stdout FIFO itself "
             "(the shim moves no byte); conmon copies into a k8s-file log on tmpfs."

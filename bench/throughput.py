@@ -27,6 +27,7 @@ import subprocess
 import termios
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bench.common import (
     CONMON,
@@ -56,12 +57,14 @@ class Span:
         self.shim_pid = shim_pid
         self.got = 0
         self.pid = 0
-        self.t0 = self.cpu0 = 0.0
+        self.t0 = self.cpu0 = self.t_last = 0.0
         self.b0 = 0
+        self.lost = 0  # bytes that never arrived (the output ended early)
 
     def add(self, n: int) -> bool:
         """Count n more bytes; True once the total has arrived."""
         self.got += n
+        self.t_last = time.monotonic()
         if not self.pid:
             self.pid = self.shim_pid()
             self.cpu0 = cpu_seconds(self.pid)
@@ -71,6 +74,18 @@ class Span:
             return False
         self.t1 = time.monotonic()
         self.cpu1 = cpu_seconds(self.pid)
+        return True
+
+    def ended_early(self) -> bool:
+        """EOF before the total: keep the run if most of it came (some shims lose the tail)."""
+        if not self.pid or self.got < self.total * 0.9:
+            return False
+        self.lost = self.total - self.got
+        self.t1 = self.t_last
+        try:
+            self.cpu1 = cpu_seconds(self.pid)
+        except OSError:  # the shim has ended already: its last CPU reading is gone
+            return False
         return True
 
     def result(self) -> tuple[float, float]:
@@ -89,6 +104,8 @@ def _drain(fd: int, span: Span, use_splice: bool) -> None:
             except OSError:  # EIO: a pty master whose slave side is gone
                 n = 0
             if n == 0:
+                if span.ended_early():
+                    return
                 raise BenchError(f"output ended after {span.got} of {span.total} bytes")
             if span.add(n):
                 return
@@ -108,7 +125,7 @@ def _finish(proc: subprocess.Popen[bytes], fd: int) -> None:
         proc.wait()
 
 
-def ctr_once(s: CtrSubject, tty: bool, size: int) -> tuple[float, float]:
+def ctr_once(s: CtrSubject, tty: bool, size: int) -> tuple[float, float, int]:
     cid = new_id("t")
     argv = s.ctr_argv(*s.run_args(cid, dd_command(size), tty=tty))
     if tty:
@@ -126,7 +143,7 @@ def ctr_once(s: CtrSubject, tty: bool, size: int) -> tuple[float, float]:
         _finish(proc, fd)
         if proc.returncode != 0:
             raise BenchError(f"ctr run exited with {proc.returncode}")
-        return span.result()
+        return (*span.result(), span.lost)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -136,7 +153,7 @@ def ctr_once(s: CtrSubject, tty: bool, size: int) -> tuple[float, float]:
         s.ctr("containers", "delete", cid)
 
 
-def seed_once(s: SeedSubject, tty: bool, size: int) -> tuple[float, float]:
+def seed_once(s: SeedSubject, tty: bool, size: int) -> tuple[float, float, int]:
     r, w = os.pipe()
     try:
         c = s.start(dd_command(size), tty=tty, stdout=w)
@@ -146,13 +163,13 @@ def seed_once(s: SeedSubject, tty: bool, size: int) -> tuple[float, float]:
         span = Span(size, lambda: c.shim_pid)
         _drain(r, span, use_splice=True)
         _finish(c.proc, r)
-        return span.result()
+        return (*span.result(), span.lost)
     finally:
         os.close(r)
         s.stop(c)
 
 
-def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float]:
+def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float, int]:
     c = s.start(dd_command(size), tty=tty)
     try:
         span = Span(size, lambda: c.pid)
@@ -164,7 +181,7 @@ def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float]:
             except FileNotFoundError:
                 now = 0
             if now > last and span.add(now - last):
-                return span.result()
+                return (*span.result(), 0)
             last = now
             time.sleep(0.002)
         raise BenchError(f"the log reached only {last} bytes")
@@ -174,14 +191,17 @@ def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float]:
 
 def run(
     ctx: Context, names: tuple[str, ...], rounds: int, sizes: dict[str, int]
-) -> dict[tuple[str, str], dict[str, Cell]]:
-    """{(subject, mode): {"rate": Cell MB/s, "cpu": Cell shim CPU s per GiB}}.
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """{(subject, mode): {"rate": Cell MB/s, "cpu": Cell CPU s/GiB, "lost": [bytes], "errors"}}.
+
+    A run whose output ends early but after 90% of it still counts (rate and CPU over what
+    arrived); the missing bytes are reported, since losing output is a finding in itself.
 
     ``sizes``: bytes per run for each mode (a pty moves ~30-70 MB/s here, so tty runs are
     shorter than pipe runs; CPU is reported per GiB either way).
     """
 
-    def once(name: str, mode: str) -> tuple[float, float]:
+    def once(name: str, mode: str) -> tuple[float, float, int]:
         tty = mode == "tty"
         size = sizes[mode]
         if name == SEED:
@@ -191,26 +211,31 @@ def run(
         return ctr_once(CtrSubject(ctx, name), tty, size)
 
     keys = [(name, mode) for mode in MODES for name in names]
-    samples: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in keys}
-    errors: dict[tuple[str, str], str] = {}
+    samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {k: [] for k in keys}
+    errors: dict[tuple[str, str], list[str]] = {k: [] for k in keys}
     for r in range(rounds):
         for key in keys if r % 2 == 0 else reversed(keys):
-            if key in errors:
+            if len(errors[key]) >= 2:  # failed twice: stop spending time on it
                 continue
             try:
                 samples[key].append(once(*key))
-                rate, cpu = samples[key][-1]
-                log(f"throughput {key[0]} {key[1]}: {rate:.0f} MB/s, {cpu:.2f} CPU s/GiB")
+                rate, cpu, lost = samples[key][-1]
+                short = f" (output short by {lost} bytes)" if lost else ""
+                log(f"throughput {key[0]} {key[1]}: {rate:.0f} MB/s, {cpu:.2f} CPU s/GiB{short}")
             except Exception as e:
-                errors[key] = Cell.failed(e).error
-                log(f"throughput {key[0]} {key[1]}: n/a ({errors[key]})")
-    out = {}
+                errors[key].append(Cell.failed(e).error)
+                log(f"throughput {key[0]} {key[1]}: n/a ({errors[key][-1]})")
+    out: dict[tuple[str, str], dict[str, Any]] = {}
     for key in keys:
-        if samples[key]:
+        got = samples[key]
+        if got:
             out[key] = {
-                "rate": Cell.of(x for x, _ in samples[key]),
-                "cpu": Cell.of(y for _, y in samples[key]),
+                "rate": Cell.of(x for x, _, _ in got),
+                "cpu": Cell.of(y for _, y, _ in got),
+                "lost": [z for _, _, z in got],
+                "errors": errors[key],
             }
         else:
-            out[key] = {"rate": Cell(error=errors[key]), "cpu": Cell(error=errors[key])}
+            err = errors[key][-1] if errors[key] else "not run"
+            out[key] = {"rate": Cell(error=err), "cpu": Cell(error=err), "lost": [], "errors": []}
     return out
