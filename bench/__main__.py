@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_term)
     began = time.monotonic()
+    load_before = os.getloadavg()[0]
     sockets_before = set(_listdir(SHIM_SOCKETS))
     ctx = Context(tempfile.mkdtemp(prefix="epollshim-bench-"), args.quick)
     results: dict[str, object] = {}
@@ -83,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         cleanup(ctx, sockets_before)
     rows, notes = build_rows(results, args)
     notes.append(f"run took {time.monotonic() - began:.0f} s{' (--quick)' if args.quick else ''}")
+    notes.append(
+        f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
+        f"on {os.cpu_count()} CPUs (above the CPU count: other work shared the machine)"
+    )
     print()
     print(report.text_table(rows))
     print()
