@@ -22,6 +22,7 @@ from epollshim.core.machine import Observer, Process
 from epollshim.core.states import State
 from epollshim.log import Log
 from epollshim.shell.loop import Loop, Timer
+from epollshim.shell.process import SpawnError
 from epollshim.shell.runtime import Runtime
 from epollshim.v2.events import Publisher
 from epollshim.v2.messages import Code, TaskExit, TaskStatus, WaitResponse, timestamp
@@ -145,10 +146,11 @@ class Proc:
         assert self.machine is not None
         was_starting = self.machine.state is State.STARTING
         effects = self.machine.handle(event, time.time())
-        if was_starting and self.machine.state is not State.STARTING:
-            self.ctx.router.settle()
         for effect in effects:
             self._apply(effect)
+        # settle only after WatchPid took the pid: settling may drop the cached early exits
+        if was_starting and self.machine.state is not State.STARTING:
+            self.ctx.router.settle()
         return effects
 
     def _apply(self, effect: fx.Effect) -> None:
@@ -313,10 +315,8 @@ class Container:
 
         try:
             self.runtime.run(args, finished, cwd=self.bundle)
-        except OSError as e:  # SpawnError is not an OSError: see below
+        except (OSError, SpawnError) as e:  # fork failed; runc missing or not executable
             finished(1, f"cannot run {self.runtime.path}: {e}")
-        except Exception as e:  # SpawnError: runc missing or not executable
-            finished(1, str(e))
 
     def process_exited(self, proc: Proc) -> None:
         if proc is self.init:
