@@ -86,7 +86,7 @@ def test_exec_tty_resize_and_exit_code(
             term.type("echo READY-$((40+2))\r")
             term.expect(rb"READY-42")
             assert term.size_after((40, 132)) == (40, 132)
-            term.proc.setwinsize(33, 77)
+            term.resize(33, 77)
             assert term.size_after((33, 77)) == (33, 77)
             term.type("exit 4\r")
             assert term.exit_status() == 4
@@ -123,9 +123,11 @@ def test_quick_execs_report_their_codes(
     run_detached(containerd, runtime, unique_id, "sleep", "600")
     try:
         for n in range(30):  # a lost exit showed up about once in 100 execs
-            r = containerd.ctr(
-                "task", "exec", "--exec-id", f"q{n}", unique_id, "sh", "-c", f"exit {n}"
-            )
+            argv = ("task", "exec", "--exec-id", f"q{n}", unique_id, "sh", "-c", f"exit {n}")
+            try:
+                r = containerd.ctr(*argv, timeout=DEADLINE)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"exec q{n} never ended (no exit reported)\n{containerd.log_tail()}")
             assert (r.returncode, r.stdout, r.stderr) == (n, "", ""), r.stderr
     finally:
         remove(containerd, unique_id)

@@ -121,7 +121,7 @@ def test_run_tty_resize_and_exit_code(
         term.type("echo READY-$((40+2))\r")
         term.expect(rb"READY-42")
         assert term.size_after((24, 80)) == (24, 80)
-        term.proc.setwinsize(30, 100)  # ctr gets SIGWINCH and sends ResizePty
+        term.resize(30, 100)  # ctr gets SIGWINCH and sends ResizePty
         assert term.size_after((30, 100)) == (30, 100)
         term.type("tty; exit 7\r")
         term.expect(rb"/dev/pts/\d+")

@@ -457,11 +457,18 @@ class Terminal:
             pytest.fail(f"killed by signal {self.proc.signalstatus}; showed {self.out!r}")
         return int(self.proc.exitstatus)
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Change our terminal's size: the kernel sends SIGWINCH to the program."""
+        self.proc.setwinsize(rows, cols)
+
     def size_after(self, want: tuple[int, int], timeout: float = DEADLINE) -> tuple[int, int]:
         """Type ``stty size`` until the shell reports ``want`` (rows, cols) or time is up.
 
         Each attempt has a numbered marker so an earlier answer can never be taken for a later
         one; the typed line (echoed back) shows ``$(stty size)`` literally, never digits.
+        Between attempts the program gets SIGWINCH again, as when a person drags the window
+        once more: ctr only listens for SIGWINCH after its first resize, so one sent earlier
+        is lost (a ctr race, not the shim's).
         """
         deadline = time.monotonic() + timeout
         seen = (0, 0)
@@ -472,4 +479,6 @@ class Terminal:
             seen = (int(m.group(1)), int(m.group(2)))
             if seen == want or time.monotonic() > deadline:
                 break
+            self.proc.kill(signal.SIGWINCH)
+            time.sleep(0.1)  # the poll interval, not a synchronisation
         return seen
