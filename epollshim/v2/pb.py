@@ -25,8 +25,23 @@ Rules of this module:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any as _Any
-from typing import ClassVar, TypeVar, cast, dataclass_transform
+
+# typing costs ~0.7 MB per shim at run time; mypy treats any TYPE_CHECKING as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any as _Any
+    from typing import ClassVar, TypeVar, cast, dataclass_transform
+else:
+
+    def dataclass_transform(**kwargs: object) -> object:
+        return lambda cls: cls
+
+    def cast(kind: object, value: object) -> object:
+        return value
+
+    def TypeVar(name: str, bound: object = None) -> object:
+        return name
+
 
 # Field kinds (proto scalar type names, plus MESSAGE).
 INT32, INT64, UINT32, UINT64 = "int32", "int64", "uint32", "uint64"

@@ -19,8 +19,7 @@ Rules of this module (shared spec containerd-shim-v2.md section 3):
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
+from epollshim.core.record import Record
 from epollshim.v2.messages import Code, KeyValue, Request, Response, Status
 from epollshim.v2.pb import DecodeError, M, Message
 
@@ -50,11 +49,17 @@ class RequestError(Exception):
         self.code, self.message = code, message
 
 
-class Frame(NamedTuple):
+class Frame(Record):
+    """One frame as read off the wire (a slotted record: no ``typing`` import at run time)."""
+
+    __slots__ = __match_args__ = ("stream_id", "type", "flags", "payload")
     stream_id: int
     type: int
     flags: int
     payload: bytes
+
+    def __init__(self, stream_id: int, type: int, flags: int, payload: bytes) -> None:
+        self._set(stream_id=stream_id, type=type, flags=flags, payload=payload)
 
 
 def encode_frame(stream_id: int, type: int, payload: bytes = b"", flags: int = 0) -> bytes:
@@ -168,14 +173,20 @@ def response_frame(stream_id: int, result: Message | None = None) -> bytes:
 # ---------------------------------------------------------------------------- client side
 
 
-class Reply(NamedTuple):
+class Reply(Record):
     """A response matched to the call that asked for it."""
 
+    __slots__ = __match_args__ = ("stream_id", "method", "code", "message", "payload")
     stream_id: int
     method: str
     code: int
     message: str
     payload: bytes
+
+    def __init__(
+        self, stream_id: int, method: str, code: int, message: str, payload: bytes
+    ) -> None:
+        self._set(stream_id=stream_id, method=method, code=code, message=message, payload=payload)
 
     @property
     def ok(self) -> bool:
