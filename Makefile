@@ -19,6 +19,9 @@ deps:  ## install runc, busybox-static, containerd and conmon from Debian if mis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e '.[dev]'
+	@# pip's console scripts run `site` first (~100 ms, ~3 MB per shim here):
+	@# replace them with launchers that start python -I -S.
+	$(PYTHON) -m epollshim install-launchers "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 	@touch $@
 
 dev: deps $(STAMP)  ## deps + the package (editable) with test and lint tools

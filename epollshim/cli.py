@@ -7,6 +7,7 @@
                 [--runtime-root DIR] [--config FILE] -- CMD...
   epollshim attach STATE_DIR
   epollshim bundle DIR [--tty] [-- CMD...]
+  epollshim install-launchers [DIR]     lean launchers for both binaries (default /usr/local/bin)
 
 Rule: the shim path imports only what it needs (no argparse: it and its
 imports cost memory in every shim); the tools import what they like, lazily.
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from epollshim import bundle
 
         return bundle.main(argv[1:])
+    if argv and argv[0] == "install-launchers":
+        from epollshim import lean
+
+        return lean.install_launchers(argv[1:])
     if argv and argv[0] in ("-h", "--help", "help"):
         print(__doc__.strip())
         return 0
