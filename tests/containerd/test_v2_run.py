@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from v2support import (
     DEADLINE,
+    EPOLL,
     RUNTIMES,
     Terminal,
     alive,
@@ -130,13 +131,17 @@ def test_run_tty_resize_and_exit_code(
     assert unique_id not in tasks(containerd)
 
 
-@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_run_tty_output_is_drained_before_the_exit(
-    containerd: PrivateContainerd, unique_id: str, runtime: str
+    containerd: PrivateContainerd, unique_id: str
 ) -> None:
-    """Everything the process wrote to its terminal arrives, even right before it exits."""
+    """Everything the process wrote to its terminal arrives, even right before it exits.
+
+    epollshim only: the stock runc-v2 shim was seen to cut this output short (24402 of
+    30000 lines), so it cannot anchor this test; draining before the exit is our rule
+    (DESIGN section 2).
+    """
     argv = ctr_argv(
-        containerd, "run", "-t", "--rm", "--runtime", runtime, containerd.image or "", unique_id
+        containerd, "run", "-t", "--rm", "--runtime", EPOLL, containerd.image or "", unique_id
     )
     with Terminal([*argv, "sh", "-c", "seq 1 30000; exit 5"], rows=24, cols=80) as term:
         assert term.exit_status() == 5
