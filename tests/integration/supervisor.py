@@ -318,7 +318,8 @@ class Shim:
             if time.monotonic() > end:
                 raise Timeout(
                     f"shim {self.id}: hup={self.hup} eof={sorted(self.eof)} "
-                    f"alive={self.proc.poll() is None}; stderr: {self.stderr()!r}"
+                    f"alive={self.proc.poll() is None}; stderr: {self.stderr()!r}; "
+                    f"shim-log: {self.shim_log()!r}; exitStatus: {self.state_file('exitStatus')!r}"
                 )
             self.pump(0.1)
         return self.proc.wait(timeout=deadline)
@@ -328,6 +329,9 @@ class Shim:
         assert text is not None, f"no exitStatus; stderr: {self.stderr()!r}"
         assert text == text.strip() and text.isdigit(), f"exitStatus is {text!r}"
         return int(text)
+
+    def state_file(self, name: str) -> str | None:
+        return read_file(self.state_dir / name)
 
     def stdout(self) -> bytes:
         return bytes(self.output["stdout"])
