@@ -86,6 +86,9 @@ class Runs:
             for pipe in (proc.stdin, proc.stdout, proc.stderr):
                 if pipe is not None:
                     pipe.close()
+        # Also the state dirs the test never looked at (e.g. a caller that timed out).
+        for path in self.base.glob("*/attach.json") if self.base.exists() else []:
+            self.seen.setdefault(str(path.parent), json.loads(path.read_text()))
         for state, info in self.seen.items():
             pid_text = _read(Path(state) / "pid")
             for pid in (int(str(info["shim_pid"])), int(pid_text or 0)):
