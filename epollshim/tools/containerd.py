@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import json
 import os
 import secrets
@@ -308,7 +309,7 @@ class PrivateContainerd:
             self.ctr("containers", "delete", container, namespace=ns, timeout=30)
 
     def _shim_pids(self) -> list[int]:
-        """Processes started on behalf of our containerd (``-address <our socket>`` in argv)."""
+        """Shims started by our containerd (``-address <our socket>`` in their argv)."""
         found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == os.getpid():
@@ -318,11 +319,12 @@ class PrivateContainerd:
                     argv = f.read().split(b"\0")
             except OSError:  # ENOENT/ESRCH: the process ended while we looked
                 continue
+            # shims get Go-style `-address X` (epollshim's daemon: `-address=X`);
+            # `ctr --address X` is a client, not a shim
             ours = os.fsencode(self.address)
-            for i, arg in enumerate(argv[:-1]):
-                if arg in (b"-address", b"--address") and argv[i + 1] == ours:
-                    found.append(int(entry))
-                    break
+            pairs = itertools.pairwise(argv)
+            if b"-address=" + ours in argv or (b"-address", ours) in pairs:
+                found.append(int(entry))
         return found
 
     def _wait_shims_gone(self, deadline: float) -> None:
