@@ -10,6 +10,10 @@ Facts about epoll this loop relies on:
 Rule: register EVENT_WRITE only while bytes are pending, and arm timers only
 while something has a deadline. With neither, ``select`` blocks with no
 timeout and an idle shim makes no system calls at all.
+
+Rule: a callback that raises ends the loop (the exception propagates), unless
+the owner gave ``on_error``: a shim serving several containers logs the
+failure of one callback and keeps serving the others.
 """
 
 import heapq
@@ -39,7 +43,8 @@ class Timer:
 
 
 class Loop:
-    def __init__(self) -> None:
+    def __init__(self, on_error: Callable[[Exception], None] | None = None) -> None:
+        self.on_error = on_error
         self.selector = selectors.EpollSelector()
         # fd -> [read callback or None, write callback or None]
         self.callbacks: dict[int, list[Callback | None]] = {}
@@ -112,16 +117,24 @@ class Loop:
     def run(self) -> None:
         self.running = True
         while self.running:
-            for key, mask in self.selector.select(self._timeout()):
-                cbs = self.callbacks.get(key.fd)
-                # a callback earlier in this batch may have removed this fd
-                if cbs and mask & READ and cbs[0]:
-                    cbs[0]()
-                cbs = self.callbacks.get(key.fd)
-                if cbs and mask & WRITE and cbs[1]:
-                    cbs[1]()
-            if self.timers:
-                self._run_timers()
+            try:
+                self._once()
+            except Exception as e:
+                if self.on_error is None:
+                    raise
+                self.on_error(e)
+
+    def _once(self) -> None:
+        for key, mask in self.selector.select(self._timeout()):
+            cbs = self.callbacks.get(key.fd)
+            # a callback earlier in this batch may have removed this fd
+            if cbs and mask & READ and cbs[0]:
+                cbs[0]()
+            cbs = self.callbacks.get(key.fd)
+            if cbs and mask & WRITE and cbs[1]:
+                cbs[1]()
+        if self.timers:
+            self._run_timers()
 
     def close(self) -> None:
         self.selector.close()
