@@ -9,6 +9,7 @@ Rules:
   (``-debug``, ``-v``) take no value (``-debug=false`` is accepted).
 - This module imports only ``os`` and ``sys``: ``start`` runs for every container and
   containerd waits on it, so each subcommand imports its own module lazily.
+- ``start`` and ``delete`` end with ``os._exit`` (no interpreter teardown to wait for).
 - ``start`` prints nothing but the address; errors go to stderr with a non-zero status
   (containerd shows "<output>: exit status N").
 """
@@ -86,10 +87,12 @@ def main() -> None:
     except UsageError as e:
         os.write(2, f"containerd-shim-epollshim-v2: {e}\n".encode())
         sys.exit(2)
+    # os._exit: everything went out with os.write, and skipping the interpreter's teardown
+    # is time containerd would wait for (it runs both per container).
     if flags.action == "start":
         from epollshim.v2 import start
 
-        sys.exit(start.run(flags))
+        os._exit(start.run(flags))
     from epollshim.v2.delete import run as delete
 
-    sys.exit(delete(flags))
+    os._exit(delete(flags))

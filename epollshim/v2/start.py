@@ -9,12 +9,12 @@ Rules (spec sections 2.3, 2.4, 2.6):
   this process: it pays only for what it imports itself (DESIGN.md section 6).
 - Grouping: when the bundle's annotations carry the group key, the socket name hashes the
   group id instead of the container id, and a shim already listening there is reused.
-- Imports stay minimal (containerd waits on ``start`` for every container).
+- Imports stay minimal (containerd waits on ``start`` for every container): ``_socket``
+  instead of ``socket`` (its enums), and ``json`` only when ``config.json`` mentions a
+  grouping key at all.
 """
 
-import json
 import os
-import socket
 import sys
 
 from epollshim.v2.main import Flags
@@ -22,6 +22,11 @@ from epollshim.v2.main import Flags
 DEFAULT_GROUP_KEYS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 DEFAULT_SOCKET_DIR = "/run/containerd/s"
 MAX_SOCKET_PATH = 106
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    import _socket
 
 
 class StartError(Exception):
@@ -55,8 +60,16 @@ def group_id(bundle: str, container_id: str, keys: tuple[str, ...]) -> str:
     """The id that names the socket: the first grouping annotation, else the container id."""
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            spec = json.load(f)
-    except (OSError, ValueError):
+            data = f.read()
+    except OSError:
+        return container_id
+    if not any(key.encode() in data for key in keys):  # Go's encoder escapes no character of a key
+        return container_id  # the common case: parse nothing
+    import json
+
+    try:
+        spec = json.loads(data)
+    except ValueError:
         return container_id
     annotations = spec.get("annotations") if isinstance(spec, dict) else None
     if isinstance(annotations, dict):
@@ -73,9 +86,15 @@ def socket_path(sock_dir: str, address: str, namespace: str, group: str) -> str:
     return os.path.join(sock_dir, _sha256_hex(joined.encode()))
 
 
+def _unix_socket() -> "_socket.socket":
+    import _socket
+
+    return _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+
+
 def accepts(path: str) -> bool:
     """Is a shim listening on ``path``?"""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _unix_socket()
     try:
         s.settimeout(1.0)
         s.connect(path)
@@ -86,7 +105,7 @@ def accepts(path: str) -> bool:
     return True
 
 
-def listen(path: str) -> socket.socket:
+def listen(path: str) -> "_socket.socket":
     if len(path) > MAX_SOCKET_PATH:
         raise StartError(f"{path}: socket path longer than {MAX_SOCKET_PATH} characters")
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
@@ -94,7 +113,7 @@ def listen(path: str) -> socket.socket:
         os.unlink(path)  # a dead shim's socket (nobody accepted on it)
     except FileNotFoundError:
         pass
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _unix_socket()
     sock.bind(path)
     os.chmod(path, 0o600)
     sock.listen(128)
