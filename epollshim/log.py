@@ -7,9 +7,10 @@ A log write that fails (full disk, closed pipe) is dropped: logging must
 never take the shim down.
 """
 
-import json
 import os
 import time
+
+from epollshim import minijson
 
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 
@@ -40,7 +41,7 @@ class Log:
             if rank < threshold:
                 continue
             if fmt == "json":
-                line = json.dumps({"level": level, "msg": msg, "time": rfc3339()})
+                line = minijson.dumps({"level": level, "msg": msg, "time": rfc3339()})
             else:
                 line = f"epollshim: {level}: {msg}"
             try:

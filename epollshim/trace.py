@@ -5,10 +5,10 @@ json: ``{"time": ..., "name": "init", "pid": 123, "from": "RUNNING", "to": "REAP
         "event": "ProcessExited", "detail": {...}, "effects": [...]}``
 """
 
-import json
 import os
 import time
 
+from epollshim import minijson
 from epollshim.core.machine import Observer, Transition
 
 
@@ -20,7 +20,7 @@ def _fields(record: object) -> dict[str, object]:
 def make_tracer(fmt: str, fd: int = 2) -> Observer:
     def trace(t: Transition) -> None:
         if fmt == "json":
-            line = json.dumps(
+            line = minijson.dumps(
                 {
                     "time": time.time(),
                     "name": t.name,

@@ -5,7 +5,7 @@ Rule 1 holds here too: ``mermaid()`` is a pure function of the table; only
 """
 
 from epollshim.core.machine import NO_OPS, TABLE
-from epollshim.core.states import State
+from epollshim.core.states import STATES, State
 
 INDENT = "    "
 
@@ -20,10 +20,10 @@ def mermaid() -> str:
     ]
     for (source, event_type), target in TABLE.items():
         lines.append(f"{INDENT}{source} --> {target}: {event_type.__name__}")
-    for state in State:
+    for state in STATES:
         if not any(source is state for source, _ in TABLE):
             lines.append(f"{INDENT}{state} --> [*]")
-    for state in State:
+    for state in STATES:
         ignored = sorted(event.__name__ for source, event in NO_OPS if source is state)
         if ignored:
             lines.append(f"{INDENT}note right of {state}")

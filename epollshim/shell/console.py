@@ -8,12 +8,12 @@ is already queued in the listen backlog and a non-blocking accept finds it.
 The 108-byte ``sun_path`` limit is why the socket lives in a short temp dir.
 """
 
-import array
 import fcntl
 import os
-import socket
 import struct
 import termios
+
+from epollshim.shell import sock
 
 
 class ConsoleError(Exception):
@@ -27,7 +27,7 @@ class ConsoleSocket:
         self.dir = os.path.join(tmp, "epollshim-pty-" + os.urandom(6).hex())
         os.mkdir(self.dir, 0o700)
         self.path = os.path.join(self.dir, "pty.sock")
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock = sock.unix()
         self.sock.bind(self.path)
         self.sock.listen(1)
         self.sock.setblocking(False)
@@ -35,21 +35,22 @@ class ConsoleSocket:
     def receive(self) -> int:
         """The pty master fd (non-blocking, close-on-exec); ConsoleError if none came."""
         try:
-            conn, _ = self.sock.accept()
+            conn = sock.accept(self.sock)
         except BlockingIOError as e:
             raise ConsoleError("runc sent no console on the console socket") from e
-        with conn:
-            fds = array.array("i")
+        fds: list[int] = []
+        try:
             conn.setblocking(False)
             try:
-                _, ancdata, _, _ = conn.recvmsg(
-                    1024, socket.CMSG_SPACE(fds.itemsize), socket.MSG_CMSG_CLOEXEC
-                )
+                _, ancdata, _, _ = conn.recvmsg(1024, sock.CMSG_SPACE(4), sock.MSG_CMSG_CLOEXEC)
             except BlockingIOError as e:
                 raise ConsoleError("console socket connection sent nothing") from e
             for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+                if level == sock.SOL_SOCKET and kind == sock.SCM_RIGHTS:
+                    whole = len(data) - len(data) % 4  # C ints
+                    fds += struct.unpack(f"{whole // 4}i", data[:whole])
+        finally:
+            conn.close()
         if len(fds) != 1:
             for fd in fds:
                 os.close(fd)

@@ -21,9 +21,8 @@ Facts and rules:
 import ctypes
 import errno
 import os
-import signal
 
-from epollshim.shell.signals import reset_in_child
+from epollshim.shell.signals import SIGKILL, reset_in_child
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -67,7 +66,7 @@ def spawn(
             if new_session:
                 os.setsid()
             if pdeathsig:
-                _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                _prctl(PR_SET_PDEATHSIG, SIGKILL)
             # dup2 leaves the target inheritable; move sources above 2 first so
             # that mapping e.g. 1 -> 0 and 0 -> 1 cannot clobber each other.
             high = [os.dup(fd) if fd <= 2 else fd for fd in stdio]

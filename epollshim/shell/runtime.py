@@ -7,10 +7,10 @@ come when the container exits). runc's own error message is read back from
 its ``--log`` file (JSON lines), from where the call started writing.
 """
 
-import json
 import os
 from collections.abc import Callable
 
+from epollshim import minijson
 from epollshim.core.exitcode import from_wait_status
 from epollshim.core.exits import ExitRouter
 from epollshim.shell.process import runtime_env, spawn
@@ -79,7 +79,7 @@ class Runtime:
         message = ""
         for line in lines:
             try:
-                entry = json.loads(line)
+                entry = minijson.loads(line)
             except ValueError:
                 message = line.decode(errors="replace").strip() or message
                 continue

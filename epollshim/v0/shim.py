@@ -13,7 +13,6 @@ its status; 1 bad input (bundle, config.json, FIFOs, config file); 2 usage;
 
 import errno
 import os
-import signal
 import time
 
 from epollshim.core import effects as fx
@@ -28,7 +27,7 @@ from epollshim.shell.loop import Loop, Timer
 from epollshim.shell.process import SpawnError, become_subreaper, reap_all
 from epollshim.shell.pump import Pump
 from epollshim.shell.runtime import Runtime
-from epollshim.shell.signals import Signals, describe
+from epollshim.shell.signals import SIGCHLD, Signals, describe
 from epollshim.v0.control import ControlReader
 from epollshim.v0.spec import ProcessSpec, SetupError, load_bundle, load_process
 
@@ -91,7 +90,7 @@ class SeedShim:
     # -- start-up ----------------------------------------------------------
     def setup(self) -> None:
         signals = Signals(self.loop, lambda s: self.log.debug(f"ignoring {describe(s)}"))
-        signals.on(signal.SIGCHLD, lambda s: self._reap())
+        signals.on(SIGCHLD, lambda s: self._reap())
         become_subreaper()
         self.exit_fd = self._open_fifo("exit", os.O_WRONLY | os.O_NONBLOCK)
         control = self.path("control")

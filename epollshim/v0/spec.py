@@ -5,8 +5,9 @@ is wrong with it (missing, not JSON with line/column, wrong type), so the
 caller gets one line that points at the fault.
 """
 
-import json
 import os
+
+from epollshim import minijson
 
 
 class SetupError(Exception):
@@ -43,14 +44,14 @@ class ProcessSpec:
 def read_json(path: str, what: str) -> dict[str, object]:
     try:
         with open(path, "rb") as f:
-            data = json.load(f)
+            data = minijson.loads(f.read())
     except FileNotFoundError as e:
         raise SetupError(f"{path}: {what} not found") from e
     except IsADirectoryError as e:
         raise SetupError(f"{path}: {what} is a directory") from e
     except PermissionError as e:
         raise SetupError(f"{path}: {what} not readable: {e.strerror}") from e
-    except json.JSONDecodeError as e:
+    except minijson.JSONDecodeError as e:
         raise SetupError(f"{path}: {what} is not valid JSON: {e.msg} at line {e.lineno}") from e
     except UnicodeDecodeError as e:
         raise SetupError(f"{path}: {what} is not UTF-8 text") from e

@@ -119,7 +119,7 @@ class Proc:
         """Reaped (or failed): signals have nobody to reach."""
         return self.machine is not None and self.machine.state in (State.REAPING, State.CLEANUP)
 
-    def status(self) -> TaskStatus:
+    def status(self) -> int:  # a TaskStatus
         if self.exited or (self.machine and self.machine.state is State.CLEANUP):
             return TaskStatus.STOPPED
         c = self.container

@@ -14,15 +14,14 @@ Rules:
 """
 
 import os
-import signal
-import socket
 import sys
 
 from epollshim.core.exits import ExitRouter
 from epollshim.log import Log
+from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop
 from epollshim.shell.process import become_subreaper, reap_all
-from epollshim.shell.signals import Signals, describe
+from epollshim.shell.signals import SIGCHLD, SIGINT, SIGTERM, Signals, describe
 from epollshim.v2.container import Context
 from epollshim.v2.events import Publisher
 from epollshim.v2.main import Flags, UsageError, parse
@@ -33,7 +32,7 @@ FLUSH_DEADLINE = 5.0
 
 
 class Daemon:
-    def __init__(self, flags: Flags, listener: socket.socket, log: Log) -> None:
+    def __init__(self, flags: Flags, listener: sockets.Socket, log: Log) -> None:
         self.flags = flags
         self.log = log
         self.loop = Loop()
@@ -61,9 +60,9 @@ class Daemon:
 
     def setup_signals(self) -> None:
         signals = Signals(self.loop, lambda s: self.log.debug(f"ignoring {describe(s)}"))
-        signals.on(signal.SIGCHLD, lambda s: self.reap())
-        signals.on(signal.SIGTERM, self._terminate)
-        signals.on(signal.SIGINT, self._terminate)
+        signals.on(SIGCHLD, lambda s: self.reap())
+        signals.on(SIGTERM, self._terminate)
+        signals.on(SIGINT, self._terminate)
         become_subreaper()
 
     def reap(self) -> None:
@@ -117,7 +116,7 @@ def main() -> None:
         except config_module.ConfigError as e:
             log.error(str(e))
             sys.exit(1)
-    listener = socket.socket(fileno=fd)
+    listener = sockets.from_fd(fd)
     os.set_inheritable(fd, False)
     daemon = Daemon(flags, listener, log)
     daemon.configure(config)

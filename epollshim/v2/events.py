@@ -14,11 +14,11 @@ Rules (spec section 5):
 """
 
 import collections
-import socket
 import time
 from collections.abc import Callable
 
 from epollshim.log import Log
+from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop, Timer
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import EVENTS_SERVICE, TOPICS, Envelope, ForwardRequest
@@ -37,7 +37,7 @@ class Publisher:
         self.address = address.removeprefix("unix://")
         self.namespace = namespace
         self.queue: collections.deque[tuple[ForwardRequest, int]] = collections.deque()
-        self.sock: socket.socket | None = None
+        self.sock: sockets.Socket | None = None
         self.client = ttrpc.Client()
         self.decoder = ttrpc.FrameDecoder()
         self.out = bytearray()
@@ -104,7 +104,7 @@ class Publisher:
         self._write()
 
     def _connect(self) -> bool:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        sock = sockets.unix(sockets.SOCK_NONBLOCK)
         try:
             sock.connect(self.address)
         except BlockingIOError:  # backlog full: connecting; writable when done

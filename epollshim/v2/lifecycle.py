@@ -13,10 +13,10 @@ Rules (spec sections 4.3, 4.5, 6.5, 6.6):
 """
 
 import errno
-import json
 import os
 from collections.abc import Callable
 
+from epollshim import minijson
 from epollshim.core import events as ev
 from epollshim.shell.console import ConsoleError
 from epollshim.shell.process import SpawnError
@@ -24,6 +24,7 @@ from epollshim.shell.runtime import Runtime
 from epollshim.v2 import mount, oom, options
 from epollshim.v2.container import Container, Proc, ServiceError
 from epollshim.v2.messages import (
+    TASK_STATUS_NAMES,
     Code,
     CreateTaskRequest,
     CreateTaskResponse,
@@ -157,7 +158,7 @@ class Lifecycle:
         if req.exec_id:
             self._start_exec(call, c, p)
             return
-        if p.starting or p.started or p.status() is not TaskStatus.CREATED or not p.pid:
+        if p.starting or p.started or p.status() != TaskStatus.CREATED or not p.pid:
             raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
         p.starting = True
 
@@ -182,7 +183,7 @@ class Lifecycle:
         if init.exited or init.gone:
             raise ServiceError(Code.UNKNOWN, "cannot start an exec in a stopped container")
         try:
-            spec = json.loads(p.spec)
+            spec = minijson.loads(p.spec)
             if not isinstance(spec, dict):
                 raise ValueError("not a JSON object")
         except ValueError as e:
@@ -195,7 +196,7 @@ class Lifecycle:
             raise ServiceError(Code.UNKNOWN, f"failed to open stdio of {p.name}: {e}") from e
         tmp = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
         spec_path = os.path.join(tmp, "runc-process" + os.urandom(8).hex())
-        _write(spec_path, json.dumps(spec).encode(), mode=0o600)
+        _write(spec_path, minijson.dumps(spec).encode(), mode=0o600)
         pidfile = os.path.join(c.bundle, f"{p.exec_id}.pid")
         console = ["--console-socket", p.io.console_path] if p.io.console_path else []
         args = ["exec", "--process", spec_path, *console, "--detach", "--pid-file", pidfile, c.id]
@@ -256,7 +257,7 @@ class Lifecycle:
         p = c.proc(req.exec_id)
         status = p.status()
         never_started = p.machine is None or (not p.started and not p.starting and not p.gone)
-        if status is not TaskStatus.STOPPED and not never_started:
+        if status != TaskStatus.STOPPED and not never_started:
             raise ServiceError(Code.UNKNOWN, f"cannot delete a {_word(p)} process")
         if req.exec_id:
             p.abandon()
@@ -341,14 +342,14 @@ def _delete_response(p: Proc) -> DeleteResponse:
 
 
 def _word(p: Proc) -> str:
-    return TaskStatus(p.status()).name.lower()
+    return TASK_STATUS_NAMES[p.status()].lower()
 
 
 def _private_pidns(bundle: str) -> bool:
     """Does config.json give the container its own pid namespace (spec 7.8)?"""
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
-            spec = json.load(f)
+            spec = minijson.loads(f.read())
         namespaces = spec["linux"]["namespaces"]
         return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

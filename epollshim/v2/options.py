@@ -12,9 +12,9 @@ Rules:
   that the ``delete`` subcommand can find the same runc root and binary.
 """
 
-import json
 import os
 
+from epollshim import minijson
 from epollshim.v2.messages import CreateOptions, Options, RuntimeOptions
 from epollshim.v2.pb import Any, DecodeError
 
@@ -63,12 +63,12 @@ class RuncOptions:
         )
 
     def to_json(self) -> str:
-        return json.dumps({name: getattr(self, name) for name in self.__slots__})
+        return minijson.dumps({name: getattr(self, name) for name in self.__slots__})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "RuncOptions":
         opts = cls()
-        data = json.loads(text)
+        data = minijson.loads(text)
         if isinstance(data, dict):
             for name in cls.__slots__:
                 if name in data and isinstance(data[name], type(getattr(opts, name))):

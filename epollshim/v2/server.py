@@ -15,11 +15,11 @@ Rules (spec section 3):
 """
 
 import os
-import socket
 import struct
 from collections.abc import Callable
 
 from epollshim.log import Log
+from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import Request
@@ -56,7 +56,7 @@ Dispatch = Callable[[Call], None]
 
 
 class Connection:
-    def __init__(self, server: "Server", sock: socket.socket, name: str) -> None:
+    def __init__(self, server: "Server", sock: sockets.Socket, name: str) -> None:
         self.server = server
         self.sock = sock
         self.fd = sock.fileno()
@@ -134,7 +134,7 @@ class Connection:
 
 
 class Server:
-    def __init__(self, loop: Loop, log: Log, listener: socket.socket, dispatch: Dispatch) -> None:
+    def __init__(self, loop: Loop, log: Log, listener: sockets.Socket, dispatch: Dispatch) -> None:
         self.loop = loop
         self.log = log
         self.listener = listener
@@ -146,7 +146,7 @@ class Server:
 
     def _accept(self) -> None:
         try:
-            sock, _ = self.listener.accept()
+            sock = sockets.accept(self.listener)
         except BlockingIOError:
             return
         except OSError as e:  # EMFILE etc.: log, try again on the next wake-up
@@ -163,7 +163,7 @@ class Server:
         self.log.debug(f"ttrpc connection {name} accepted")
         self.connections.add(Connection(self, sock, name))
 
-    def adopt(self, sock: socket.socket) -> Connection:
+    def adopt(self, sock: sockets.Socket) -> Connection:
         """Serve an already connected socket (tests use a socketpair)."""
         sock.setblocking(False)
         self.count += 1
@@ -180,10 +180,10 @@ class Server:
             conn.close("")
 
 
-def _peer_denied(sock: socket.socket) -> str:
+def _peer_denied(sock: sockets.Socket) -> str:
     """Why the peer may not talk to us, or "" (SO_PEERCRED: pid, uid, gid)."""
     try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        creds = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, struct.calcsize("3i"))
     except OSError:
         return ""
     _, uid, _ = struct.unpack("3i", creds)

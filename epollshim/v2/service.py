@@ -9,16 +9,17 @@ Rules:
 - Lifecycle methods (Create, Start, Delete, Exec) live in ``lifecycle``; the rest here.
 """
 
-import json
 import os
 from collections.abc import Callable
 
+from epollshim import minijson
 from epollshim.core import events as ev
 from epollshim.v2 import lifecycle, ttrpc
 from epollshim.v2.container import Container, Context, Proc, ServiceError
 from epollshim.v2.messages import (
     TASK_METHODS,
     TASK_SERVICE,
+    TASK_STATUS_NAMES,
     CloseIORequest,
     Code,
     ConnectRequest,
@@ -146,7 +147,7 @@ class TaskService:
                 call.fail(Code.UNKNOWN, f"failed to list pids: {message}")
                 return
             try:
-                pids = json.loads(output or b"[]")
+                pids = minijson.loads(output or b"[]")
             except ValueError:
                 call.fail(Code.UNKNOWN, f"runc ps printed no JSON: {output[:200]!r}")
                 return
@@ -190,7 +191,7 @@ class TaskService:
     def pause(self, call: Call, req: PauseRequest) -> None:
         c = self.container(req.id)
         p = c.proc("")
-        if p.status() is not TaskStatus.RUNNING:
+        if p.status() != TaskStatus.RUNNING:
             raise ServiceError(Code.UNKNOWN, f"cannot pause a {_word(p)} container")
         c.pausing = True
 
@@ -208,7 +209,7 @@ class TaskService:
     def resume(self, call: Call, req: ResumeRequest) -> None:
         c = self.container(req.id)
         p = c.proc("")
-        if p.status() is not TaskStatus.PAUSED:
+        if p.status() != TaskStatus.PAUSED:
             raise ServiceError(Code.UNKNOWN, f"cannot resume a {_word(p)} container")
 
         def done(code: int, message: str) -> None:
@@ -260,4 +261,4 @@ class TaskService:
 
 
 def _word(p: Proc) -> str:
-    return TaskStatus(p.status()).name.lower()
+    return TASK_STATUS_NAMES[p.status()].lower()

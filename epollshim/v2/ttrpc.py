@@ -20,7 +20,7 @@ Rules of this module (shared spec containerd-shim-v2.md section 3):
 from __future__ import annotations
 
 from epollshim.core.record import Record
-from epollshim.v2.messages import Code, KeyValue, Request, Response, Status
+from epollshim.v2.messages import CODE_NAMES, Code, KeyValue, Request, Response, Status
 from epollshim.v2.pb import DecodeError, M, Message
 
 HEADER_SIZE = 10
@@ -44,7 +44,7 @@ class RequestError(Exception):
     """A request to answer with an error status; the connection stays usable."""
 
     def __init__(self, code: int, message: str) -> None:
-        name = Code(code).name if code in Code._value2member_map_ else f"code {code}"
+        name = CODE_NAMES.get(code, f"code {code}")
         super().__init__(f"{name}: {message}")
         self.code, self.message = code, message
 

@@ -7,7 +7,7 @@ import pytest
 import epollshim.core.diagram
 from epollshim.core.diagram import mermaid
 from epollshim.core.machine import NO_OPS, TABLE
-from epollshim.core.states import State
+from epollshim.core.states import STATES, State
 
 
 def test_every_row_is_an_arrow() -> None:
@@ -27,7 +27,7 @@ def test_start_and_end() -> None:
 
 def test_every_no_op_is_in_its_state_note() -> None:
     lines = [line.strip() for line in mermaid().splitlines()]
-    for state in State:
+    for state in STATES:
         expected = {event.__name__ for source, event in NO_OPS if source is state}
         header = f"note right of {state}"
         if not expected:

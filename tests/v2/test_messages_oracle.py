@@ -236,7 +236,7 @@ def build_pool() -> dict[str, TAny]:
         )
         if package == "containerd.v1.types":
             enum = fdp.enum_type.add(name="Status")
-            for number, value in enumerate(m.TaskStatus.__members__):
+            for number, value in sorted(m.TASK_STATUS_NAMES.items()):
                 enum.value.add(name=value, number=number)
         for full_name in names:
             _add_message(fdp, full_name, SPEC[full_name])
