@@ -63,6 +63,8 @@ def dumps(obj: object) -> str:
 def loads(text: str | bytes | bytearray) -> "Any":
     """``json.loads(text)``; bytes must be UTF-8 (a BOM is allowed, as json allows it)."""
     doc = text if isinstance(text, str) else bytes(text).decode("utf-8-sig")
+    if doc.startswith("\ufeff"):
+        raise JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", doc, 0)
     parser = _Parser(doc)
     value = parser.value(parser.skip(0))
     end = parser.skip(parser.end)

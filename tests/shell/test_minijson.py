@@ -1,0 +1,152 @@
+"""epollshim.minijson against the json module as the oracle."""
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from epollshim import minijson
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, with NaN equal to NaN and types kept (1 is not 1.0, True is not 1)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    return a == b
+
+
+@given(values)
+def test_dumps_is_json_dumps(value: object) -> None:
+    assert minijson.dumps(value) == json.dumps(value)
+
+
+@given(values, st.sampled_from([None, 0, 2]), st.booleans())
+def test_loads_reads_what_json_writes(value: object, indent: int | None, ascii: bool) -> None:
+    text = json.dumps(value, indent=indent, ensure_ascii=ascii)
+    assert same(minijson.loads(text), json.loads(text))
+    assert same(minijson.loads(text.encode()), json.loads(text.encode()))
+    assert same(minijson.loads(minijson.dumps(value)), value)
+
+
+def outcome(parse: object, text: str) -> tuple[str, object]:
+    try:
+        return "ok", parse(text)
+    except ValueError as e:
+        return "error", (e.msg, e.pos, e.lineno, e.colno)
+
+
+JSONISH = st.text(
+    alphabet=' \t\n\r{}[],:"\\/-+.0123456789eEuabfnrtlsNIaIy\x01\x1f\ud800é', max_size=30
+)
+
+
+@given(JSONISH)
+def test_arbitrary_text_parses_or_fails_like_json(text: str) -> None:
+    ours, theirs = outcome(minijson.loads, text), outcome(json.loads, text)
+    assert ours[0] == theirs[0], (ours, theirs)
+    if ours[0] == "ok":
+        assert same(ours[1], theirs[1])
+    else:  # the same message at the same place
+        assert ours[1] == theirs[1]
+
+
+@given(values, st.data())
+def test_damaged_json_fails_like_json(value: object, data: st.DataObject) -> None:
+    text = json.dumps(value, indent=1)
+    cut = data.draw(st.integers(0, len(text)))
+    damage = data.draw(st.sampled_from(["", ",", "}", "]", '"', "\\", "x", ":", "\x00"]))
+    broken = text[:cut] + damage + text[cut + 1 :]
+    ours, theirs = outcome(minijson.loads, broken), outcome(json.loads, broken)
+    assert ours[0] == theirs[0], (broken, ours, theirs)
+    if ours[0] == "error":
+        assert ours[1] == theirs[1], broken
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, -2.5e3, 0, 1E+2, -0.0, 1e400]}',
+        '"\\ud83d\\ude00 \\ud800 \\udc00x \\u00e9\\n\\t\\/\\"\\\\"',
+        "NaN",
+        "-Infinity",
+        ' \n {"a" : {"b": [true, false, null]}} \n',
+        "{}",
+        "[]",
+        '{"a": 1, "a": 2}',
+    ],
+)
+def test_examples_parse_like_json(text: str) -> None:
+    assert same(minijson.loads(text), json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "[1,]",
+        '{"a": 1,}',
+        "{'a': 1}",
+        "01",
+        "1.",
+        "-",
+        ".5",
+        '"abc',
+        '"a\\x"',
+        '"\\u12g4"',
+        '"tab\tinside"',
+        '{"a" 1}',
+        "[1 2]",
+        '\n\n  {\n  "process": tru }',
+        "\ufeff{}",
+    ],
+)
+def test_malformed_fails_like_json(text: str) -> None:
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    with pytest.raises(minijson.JSONDecodeError) as ours:
+        minijson.loads(text)
+    got, want = ours.value, theirs.value
+    assert (got.msg, got.pos, got.lineno, got.colno) == (
+        want.msg,
+        want.pos,
+        want.lineno,
+        want.colno,
+    )
+    assert str(got) == str(want)
+
+
+def test_bytes_must_be_utf8_and_may_start_with_a_bom() -> None:
+    assert minijson.loads(b'\xef\xbb\xbf{"a": "\xc3\xa9"}') == {"a": "é"}
+    with pytest.raises(UnicodeDecodeError):
+        minijson.loads(b'"\xff"')
+
+
+def test_dumps_rejects_what_json_rejects() -> None:
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        minijson.dumps({"a": [object()]})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular reference"):
+        minijson.dumps(loop)
+    assert minijson.dumps({"a": 1}) == '{"a": 1}'  # no stale marker left behind
