@@ -10,7 +10,7 @@ Rules:
 - SIGCHLD: reap everything, route each pid through the ExitRouter (runc calls and
   container processes alike). SIGTERM/SIGINT: shut down if no container is left.
 - Shutdown (the last container deleted): stop accepting, flush queued events (at most
-  5 s), remove the socket, exit 0.
+  5 s), remove the socket, exit 0 with ``os._exit`` (no interpreter teardown).
 """
 
 import os
@@ -122,4 +122,7 @@ def main() -> None:
     daemon.configure(config)
     daemon.setup_signals()
     log.debug(f"serving {flags.get('socket')} for namespace {flags.get('namespace')}")
-    sys.exit(daemon.run())
+    status = daemon.run()
+    # Everything is closed and every log line went out with os.write: skip the interpreter's
+    # teardown (~10-30 ms of CPU, right when containerd runs our ``delete`` next to it).
+    os._exit(status)

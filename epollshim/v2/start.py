@@ -10,8 +10,8 @@ Rules (spec sections 2.3, 2.4, 2.6):
 - Grouping: when the bundle's annotations carry the group key, the socket name hashes the
   group id instead of the container id, and a shim already listening there is reused.
 - Imports stay minimal (containerd waits on ``start`` for every container): ``_socket``
-  instead of ``socket`` (its enums), and ``json`` only when ``config.json`` mentions a
-  grouping key at all.
+  instead of ``socket`` (its enums), and a JSON parser only when ``config.json`` mentions
+  a grouping key at all.
 """
 
 import os
@@ -65,10 +65,10 @@ def group_id(bundle: str, container_id: str, keys: tuple[str, ...]) -> str:
         return container_id
     if not any(key.encode() in data for key in keys):  # Go's encoder escapes no character of a key
         return container_id  # the common case: parse nothing
-    import json
+    from epollshim import minijson
 
     try:
-        spec = json.loads(data)
+        spec = minijson.loads(data)
     except ValueError:
         return container_id
     annotations = spec.get("annotations") if isinstance(spec, dict) else None
