@@ -18,24 +18,19 @@ Facts and rules:
   is an error at spawn time, not a mysterious exit status 127.
 """
 
-import ctypes
 import errno
 import os
 
+from epollshim.shell import libc
 from epollshim.shell.signals import SIGKILL, reset_in_child
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-_libc: ctypes.CDLL | None = None
-
 
 def _prctl(option: int, arg: int) -> None:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
+    if libc.function("prctl")(option, libc.ulong(arg), 0, 0, 0) != 0:
+        err = libc.errno()
         raise OSError(err, f"prctl({option}): {os.strerror(err)}")
 
 

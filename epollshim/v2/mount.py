@@ -11,10 +11,11 @@ Rules:
 - A read-only bind is followed by a remount, because the first bind ignores MS_RDONLY.
 """
 
-import ctypes
 import errno
 import os
 import time
+
+from epollshim.shell import libc
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_SYNCHRONOUS, MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC = 16, 32, 64, 128
@@ -73,23 +74,13 @@ def parse_options(options: list[str]) -> tuple[int, str]:
     return flags, ",".join(data)
 
 
-_libc: ctypes.CDLL | None = None
-
-
-def _lib() -> ctypes.CDLL:
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-    return _libc
-
-
 def _mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    rc = _lib().mount(
-        os.fsencode(source), os.fsencode(target), fstype.encode(), ctypes.c_ulong(flags),
+    rc = libc.function("mount")(
+        os.fsencode(source), os.fsencode(target), fstype.encode(), libc.ulong(flags),
         data.encode() if data else None,
     )  # fmt: skip
     if rc != 0:
-        err = ctypes.get_errno()
+        err = libc.errno()
         raise OSError(err, os.strerror(err))
 
 
@@ -126,9 +117,9 @@ def mount_all(mounts: list[tuple[str, str, list[str]]], target: str) -> None:
 def unmount_once(target: str) -> bool:
     """Unmount the top mount on ``target``; False when nothing was mounted."""
     for _ in range(50):
-        if _lib().umount2(os.fsencode(target), 0) == 0:
+        if libc.function("umount2")(os.fsencode(target), 0) == 0:
             return True
-        err = ctypes.get_errno()
+        err = libc.errno()
         if err in (errno.EINVAL, errno.ENOENT):
             return False
         if err != errno.EBUSY:

@@ -13,6 +13,7 @@ Rules:
 import os
 import struct
 
+from epollshim.shell import libc
 from epollshim.v2.container import Container
 from epollshim.v2.messages import TaskOOM
 
@@ -92,18 +93,15 @@ def _oom_kills(events: str) -> int:
 
 
 def _watch_v2(c: Container, path: str) -> None:
-    import ctypes
-
     events = os.path.join(path, "memory.events")
     if not os.path.exists(events):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+    fd = libc.function("inotify_init1")(os.O_CLOEXEC | os.O_NONBLOCK)
     if fd < 0:
-        raise OSError(ctypes.get_errno(), "inotify_init1")
-    if libc.inotify_add_watch(fd, os.fsencode(events), IN_MODIFY) < 0:
+        raise OSError(libc.errno(), "inotify_init1")
+    if libc.function("inotify_add_watch")(fd, os.fsencode(events), IN_MODIFY) < 0:
         os.close(fd)
-        raise OSError(ctypes.get_errno(), f"inotify_add_watch {events}")
+        raise OSError(libc.errno(), f"inotify_add_watch {events}")
     loop = c.ctx.loop
     seen = [_oom_kills(events)]
 
