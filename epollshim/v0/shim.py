@@ -13,6 +13,7 @@ its status; 1 bad input (bundle, config.json, FIFOs, config file); 2 usage;
 
 import errno
 import os
+import stat
 import time
 
 from epollshim.core import effects as fx
@@ -57,6 +58,23 @@ class Options:
         self.trace: Observer | None = None
         self.buffer_size = 65536
         self.drain_deadline = 5.0
+
+
+def _release_stdout() -> None:
+    """Point fd 1 at /dev/null once the stdio FIFOs are open (the shim never writes it).
+
+    ``epollshim run`` hands us a pipe as fd 1 and takes its EOF as "the shim holds
+    its FIFOs": from then on it may close its stdin writer without losing bytes. A
+    real supervisor gives /dev/null, so this only acts on an inherited pipe; our own
+    descriptors are close-on-exec and are never touched.
+    """
+    try:
+        if os.get_inheritable(1) and stat.S_ISFIFO(os.fstat(1).st_mode):
+            devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            os.dup2(devnull, 1)
+            os.close(devnull)
+    except OSError:  # EBADF: no fd 1 at all
+        pass
 
 
 class SeedShim:
@@ -115,6 +133,7 @@ class SeedShim:
         )
         self.pending_size = self.spec.console_size
         stdio = self._open_stdio()
+        _release_stdout()
         observers: list[Observer] = [self.recorder]
         if self.opts.trace:
             observers.append(self.opts.trace)

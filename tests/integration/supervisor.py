@@ -204,6 +204,7 @@ class Shim:
         cwd: Path,
         env: dict[str, str] | None = None,
         opts: Iterable[str] = (),
+        stdout: int = subprocess.DEVNULL,
     ) -> subprocess.Popen[bytes]:
         """``python -m epollshim --runtime-root ROOT [opts] ARGS`` in its own session."""
         full_env = dict(os.environ, TMPDIR=str(self.tmpdir))
@@ -217,7 +218,7 @@ class Shim:
                 cwd=cwd,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
+                stdout=stdout,
                 stderr=err,
                 start_new_session=True,
             )

@@ -162,6 +162,39 @@ def test_close_stdin_ends_cat(seed: SeedFactory, terminal: bool) -> None:
     assert shim.stdout().endswith(nl("cat-ended\n", terminal))
 
 
+def test_stdout_pipe_ends_once_fifos_are_open(seed: SeedFactory, terminal: bool) -> None:
+    """A pipe as the shim's fd 1 sees EOF once the shim holds its FIFOs, long before its end.
+
+    ``epollshim run`` waits for that EOF before closing its stdin writer. Here the
+    container blocks on stdin, so only the shim's own release can end the pipe.
+    """
+    shim = seed(["sh", "-c", "read x; echo got-$x"], terminal=terminal, start=False)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    try:
+        shim.start([str(shim.state_dir), shim.id], cwd=shim.bundle, stdout=w)
+        os.close(w)
+        w = -1
+        os.set_blocking(r, False)
+
+        def eof() -> bool:
+            try:
+                return os.read(r, 4096) == b""
+            except BlockingIOError:
+                return False
+
+        wait_for(eof, "EOF on the shim's stdout pipe", fd=r)
+        assert shim.proc is not None and shim.proc.poll() is None
+        assert not (shim.state_dir / "exitStatus").exists()
+        shim.write_stdin(b"go\n")
+        shim.read_until(lambda out: nl("got-go\n", terminal) in out, "got-go")
+        end_input(shim, terminal)
+        assert finish(shim) == 0
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+
+
 def test_resize_seen_by_stty(seed: SeedFactory) -> None:
     shim = seed(["sh", "-c", "read a; stty size; read b; stty size"], terminal=True)
     shim.resize(100, 40)  # returns once the shim has read (and applied) it
