@@ -9,6 +9,7 @@ test leaves running is killed by pid at the end.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import select
@@ -273,6 +274,90 @@ def test_attach_after_the_end(runs: Runs) -> None:
         check=False,
     )
     assert r.returncode == 4, r.stderr
+    assert not state.exists(), "attach leaves the state dir of an ended shim behind"
+
+
+def test_attach_to_a_dead_shim(runs: Runs) -> None:
+    """A shim killed before it wrote exitStatus: attach answers 125 instead of waiting for ever.
+
+    Its exit FIFO will never hang up for a reader that opens it now (a FIFO reader
+    that never saw a writer gets no HUP), so attach must notice the shim is gone.
+    """
+    caller = runs.popen(runs.run_argv(["sh", "-c", "read x; exit 4"]), stdin=subprocess.PIPE)
+    state = runs.state_dir()
+    wait_for(lambda: _read(state / "pid"), "the pid file")
+    caller.kill()
+    caller.wait(timeout=DEADLINE)
+    shim_pid = int(str(runs.seen[str(state)]["shim_pid"]))
+    os.kill(shim_pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(shim_pid), "the shim to die")
+    r = subprocess.run(
+        runs.argv("attach", str(state)),
+        env=runs.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert r.returncode == 125, r.stderr
+    assert not state.exists()
+
+
+def test_run_shim_fails_before_its_fifos(runs: Runs) -> None:
+    """The shim dies before opening any FIFO: our readers would never see HUP."""
+    argv = runs.argv("run", "--config", "/nonexistent/epollshim.toml", "--", "true")
+    r = subprocess.run(
+        argv, env=runs.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=DEADLINE
+    )
+    assert r.returncode == 125
+    assert b"/nonexistent/epollshim.toml" in r.stderr
+    runs.assert_nothing_left()
+
+
+BIG = 20 * 1024 * 1024  # far more than the stdin and stdout FIFOs hold together
+
+
+def test_run_big_piped_input_and_output(runs: Runs) -> None:
+    """`producer | epollshim run -- cat | consumer`: input and output flow at once.
+
+    A caller that blocks writing stdin while the container blocks writing stdout
+    (nobody draining it) stalls for ever.
+    """
+    data = os.urandom(BIG)
+    caller = runs.popen(runs.run_argv(["cat"]), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = caller.communicate(data, timeout=DEADLINE)
+    assert caller.returncode == 0
+    assert len(out) == len(data)
+    assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
+    runs.assert_nothing_left()
+
+
+def test_run_big_file_as_input(runs: Runs) -> None:
+    """Stdin a regular file (epoll can't watch it): copied as the FIFO has room."""
+    data = os.urandom(BIG)
+    path = runs.workdir.base / "input"
+    path.write_bytes(data)
+    with open(path, "rb") as stdin:
+        caller = runs.popen(runs.run_argv(["cat"]), stdin=stdin, stdout=subprocess.PIPE)
+        out, _ = caller.communicate(timeout=DEADLINE)
+    assert caller.returncode == 0
+    assert hashlib.sha256(out).digest() == hashlib.sha256(data).digest()
+    runs.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT])
+def test_run_forwards_signals(runs: Runs, sig: signal.Signals) -> None:
+    """Without a terminal, ^C (and kill) reach the container, as with ctr/docker run."""
+    name = sig.name[3:]
+    script = f"trap 'echo got-{name}; exit 3' {name}; echo ready; sleep 1000 & wait"
+    caller = runs.popen(runs.run_argv(["sh", "-c", script]), stdout=subprocess.PIPE)
+    assert caller.stdout is not None
+    read_pipe_until(caller.stdout.fileno(), b"ready\n")
+    caller.send_signal(sig)
+    out, _ = caller.communicate(timeout=DEADLINE)
+    assert out == f"got-{name}\n".encode()
+    assert caller.returncode == 3
+    runs.assert_nothing_left()
 
 
 # -- terminal ---------------------------------------------------------------------------
@@ -337,4 +422,49 @@ def test_attach_tty_after_caller_killed(runs: Runs) -> None:
     screen.drain()
     p.wait()
     assert p.exitstatus == 7
+    runs.assert_nothing_left()
+
+
+def test_attach_tty_keeps_type_ahead(runs: Runs) -> None:
+    """What is typed before attach's terminal is raw still reaches the container."""
+    script = "echo first; read x; echo got-$x; exit 7"
+    caller = runs.pty(runs.run_argv(["sh", "-c", script], tty=True))
+    Screen(caller.fd).expect(b"first\r\n")
+    state = runs.state_dir()
+    caller.kill(signal.SIGKILL)
+    caller.wait()
+
+    p = runs.pty(runs.argv("attach", str(state)))
+    p.write(b"hello\r")  # at once: attach is still starting, its terminal still cooked
+    screen = Screen(p.fd)
+    screen.expect(b"got-hello\r\n")
+    screen.drain()
+    p.wait()
+    assert p.exitstatus == 7
+    runs.assert_nothing_left()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_run_tty_detaches_on_signal(runs: Runs, sig: signal.Signals) -> None:
+    """With a terminal, SIGTERM/SIGHUP detach: terminal restored, container kept for attach."""
+    script = "echo first; read x; echo got-$x; exit 7"
+    p = runs.pty(runs.run_argv(["sh", "-c", script], tty=True))
+    screen = Screen(p.fd)
+    screen.expect(b"first\r\n")
+    state = runs.state_dir()
+    shim_pid = int(str(runs.seen[str(state)]["shim_pid"]))
+    p.kill(sig)
+    # Not screen.drain(): the shim writes its errors to our stderr, so it holds the terminal.
+    screen.expect(b"epollshim attach " + str(state).encode())
+    wait_for(lambda: not p.isalive(), "the caller to leave")
+    assert p.exitstatus == 128 + sig
+    assert termios.tcgetattr(p.fd)[3] & termios.ECHO, "the terminal was left raw"
+    assert pid_alive(shim_pid)
+
+    attach = runs.popen(
+        runs.argv("attach", str(state)), stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    out, _ = attach.communicate(b"hello\n", timeout=DEADLINE)
+    assert b"got-hello" in out
+    assert attach.returncode == 7
     runs.assert_nothing_left()
