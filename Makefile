@@ -49,6 +49,8 @@ demo: dev  ## run a real container through epollshim (seed form and containerd)
 
 bench: dev  ## epollshim vs containerd-shim-runc-v2 and conmon, as ratios
 	$(PYTHON) -m pip install -q -e '.[bench]'
+	@# pip just rewrote the console scripts: put the lean launchers back (as `dev` does)
+	$(PYTHON) -m epollshim install-launchers "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 	$(PYTHON) -m bench
 
 diagram: $(STAMP)  ## the state table as a Mermaid diagram
