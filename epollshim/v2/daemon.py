@@ -17,6 +17,7 @@ import os
 import sys
 
 from epollshim.core.exits import ExitRouter
+from epollshim.core.machine import FlightRecorder
 from epollshim.log import Log
 from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop
@@ -35,7 +36,8 @@ class Daemon:
     def __init__(self, flags: Flags, listener: sockets.Socket, log: Log) -> None:
         self.flags = flags
         self.log = log
-        self.loop = Loop()
+        self.loop = Loop(on_error=self._callback_failed)
+        self.recorder = FlightRecorder()
         self.router = ExitRouter()
         self.socket_path = flags.get("socket")
         self.publisher = Publisher(
@@ -43,9 +45,19 @@ class Daemon:
         )
         self.ctx = Context(self.loop, log, self.router, self.publisher)
         self.ctx.namespace = flags.get("namespace")
+        self.ctx.observers.append(self.recorder)
         self.service = TaskService(self.ctx, self.shutdown)
         self.server = Server(self.loop, log, listener, self.service.dispatch)
         self.stopping = False
+
+    def _callback_failed(self, error: Exception) -> None:
+        """A bug hit one callback: say so with the recent transitions, keep serving the rest."""
+        import traceback  # only on this path: it costs memory
+
+        where = "".join(traceback.format_exception(error)).strip().replace("\n", " | ")
+        self.log.error(f"internal error, continuing: {where}")
+        for record in self.recorder.records:
+            self.log.error(f"flight recorder: {record!r}")
 
     def configure(self, config: dict[str, dict[str, object]] | None) -> None:
         if config is not None:
