@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def shim_main(argv: list[str]) -> int:
-    from epollshim.v0.shim import EXIT_SETUP, EXIT_USAGE
+    from epollshim.v0.shim import EXIT_INTERNAL, EXIT_SETUP, EXIT_USAGE
 
     try:
         opts, args = parse_shim_args(argv)
@@ -126,6 +126,14 @@ def shim_main(argv: list[str]) -> int:
         for record in shim.recorder.records:
             log.info(f"flight recorder: {record!r}")
         return EXIT_SETUP
+    except Exception as e:  # a bug: leave its traceback and the recent transitions behind
+        import traceback
+
+        where = "".join(traceback.format_exception(e)).strip().replace("\n", " | ")
+        log.error(f"internal error: {where}")
+        for record in shim.recorder.records:
+            log.error(f"flight recorder: {record!r}")
+        return EXIT_INTERNAL
     finally:
         shim.close()
 

@@ -8,7 +8,8 @@ returns effects) and ``_apply`` carries each effect out.
 
 Exit codes of the shim process: 0 the container ran and ``exitStatus`` holds
 its status; 1 bad input (bundle, config.json, FIFOs, config file); 2 usage;
-3 the runtime (runc) failed, its words in shim-log.json and on stderr.
+3 the runtime (runc) failed, its words in shim-log.json and on stderr;
+4 a bug in the shim (traceback and flight recorder in shim-log.json).
 """
 
 import errno
@@ -32,7 +33,7 @@ from epollshim.shell.signals import SIGCHLD, Signals, describe
 from epollshim.v0.control import ControlReader
 from epollshim.v0.spec import ProcessSpec, SetupError, load_bundle, load_process
 
-EXIT_OK, EXIT_SETUP, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+EXIT_OK, EXIT_SETUP, EXIT_USAGE, EXIT_RUNTIME, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
 
 class Options:
