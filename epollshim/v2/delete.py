@@ -19,6 +19,7 @@ import os
 import time
 
 from epollshim.v2.main import Flags
+from epollshim.v2.varint import encode_varint
 
 UNKNOWN_PID = 0xFFFFFFFF
 EXIT_KILLED = 128 + 9
@@ -106,27 +107,14 @@ def _maybe_mounted(target: str) -> bool:
     return any(line.split(b" ", 5)[4:5] == mount_point for line in info.splitlines())
 
 
-def _accepts(path: str) -> bool:
-    """Is a shim listening on ``path``? (``_socket``: the ``socket`` module is slow.)"""
-    import _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        s.settimeout(1.0)
-        s.connect(path)
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
-
-
 def _remove_dead_socket(bundle: str) -> None:
+    from epollshim.v2.start import accepts  # os, sys and _socket only
+
     data = _read(os.path.join(bundle, "address"))
     if data is None:
         return
     path = data.decode(errors="surrogateescape").strip().removeprefix("unix://")
-    if path and os.path.lexists(path) and not _accepts(path):
+    if path and os.path.lexists(path) and not accepts(path):
         try:
             os.unlink(path)
         except OSError as e:
@@ -140,26 +128,16 @@ def _init_pid(bundle: str) -> int:
         return UNKNOWN_PID
 
 
-def _varint(value: int) -> bytes:
-    value &= (1 << 64) - 1
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def encode_response(pid: int, exit_status: int, ns: int) -> bytes:
     """``containerd.task.v2.DeleteResponse{pid, exit_status, exited_at}``, proto3 bytes
     (what ``messages.DeleteResponse(...).encode()`` gives; a test holds them equal)."""
     seconds, nanos = divmod(ns, 1_000_000_000)
-    stamp = (b"\x08" + _varint(seconds) if seconds else b"") + (
-        b"\x10" + _varint(nanos) if nanos else b""
+    stamp = (b"\x08" + encode_varint(seconds) if seconds else b"") + (
+        b"\x10" + encode_varint(nanos) if nanos else b""
     )
-    out = b"\x08" + _varint(pid) if pid else b""
-    out += b"\x10" + _varint(exit_status) if exit_status else b""
-    return out + b"\x1a" + _varint(len(stamp)) + stamp
+    out = b"\x08" + encode_varint(pid) if pid else b""
+    out += b"\x10" + encode_varint(exit_status) if exit_status else b""
+    return out + b"\x1a" + encode_varint(len(stamp)) + stamp
 
 
 def run(flags: Flags) -> int:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from epollshim.v2.varint import MASK64, encode_varint
+
 # typing costs ~0.7 MB per shim at run time; mypy treats any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,7 +55,7 @@ STRING, BYTES, MESSAGE = "string", "bytes", "message"
 VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 _MASK32 = (1 << 32) - 1
-_MASK64 = (1 << 64) - 1
+_MASK64 = MASK64
 _MAX_FIELD = (1 << 29) - 1
 
 _WIRE: dict[str, int] = {
@@ -233,17 +235,6 @@ def _schema(cls: type[Message]) -> _Schema:
 
 
 # ---------------------------------------------------------------------------- encoding
-
-
-def encode_varint(value: int) -> bytes:
-    """Varint bytes of ``value``; negatives as 64-bit two's complement (10 bytes)."""
-    value &= _MASK64
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _int_bytes(kind: str, value: object) -> bytes:

@@ -313,7 +313,7 @@ def test_any_pack_and_unpack() -> None:
 # ------------------------------------------------------------------ purity
 
 
-WIRE_MODULES = ("pb", "messages", "ttrpc")
+WIRE_MODULES = ("pb", "messages", "ttrpc", "varint")
 ALLOWED_IMPORTS = frozenset(
     {
         "__future__",
@@ -322,6 +322,7 @@ ALLOWED_IMPORTS = frozenset(
         "typing",  # only under TYPE_CHECKING
         "epollshim.core.record",
         "epollshim.v2.pb",
+        "epollshim.v2.varint",
         "epollshim.v2.messages",
     }
 )
