@@ -12,7 +12,7 @@ Rules:
   On EOF the pump unregisters the source (a dead master reports HUP for ever)
   and calls ``on_eof`` once any pending bytes are written.
 * EPIPE on the destination (its reader left for good) ends the pump too: the
-  bytes have nowhere to go.
+  bytes have nowhere to go. ``broken`` tells the owner it was that end.
 """
 
 import errno
@@ -45,6 +45,7 @@ class Pump:
         self.splice = True
         self.pending = b""
         self.eof = False
+        self.broken = False  # the destination's reader left for good (EPIPE)
         self.done = False
         self.moved = 0
 
@@ -69,6 +70,7 @@ class Pump:
                 if e.errno == errno.EINVAL:
                     self.splice = False  # not splice-able: copy through a buffer
                 elif e.errno in _EOF_ERRNOS:
+                    self.broken = e.errno == errno.EPIPE  # EIO: a pty master's slave is gone
                     self._end()
                     return
                 else:
@@ -104,7 +106,7 @@ class Pump:
                 if e.errno not in _EOF_ERRNOS:
                     raise
                 self.pending = b""
-                self.eof = True
+                self.eof = self.broken = True
                 break
             self.moved += n
             self.pending = self.pending[n:]

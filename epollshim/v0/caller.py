@@ -513,5 +513,11 @@ class Session:
 
     def _output_done(self, pump: Pump) -> None:
         self.outputs -= 1
-        if self.outputs == 0 and self.shim_gone:
+        if pump.broken and not self.shim_gone:
+            # Our reader left (`epollshim run -- yes | head -1`): like a process in a
+            # pipeline we end with SIGPIPE's status; like `docker run` whose client went
+            # away, the container keeps running and can be attached to again.
+            self.detached = signal.SIGPIPE
+            self.loop.stop()
+        elif self.outputs == 0 and self.shim_gone:
             self.loop.stop()

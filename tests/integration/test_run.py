@@ -468,3 +468,24 @@ def test_run_tty_detaches_on_signal(runs: Runs, sig: signal.Signals) -> None:
     assert b"got-hello" in out
     assert attach.returncode == 7
     runs.assert_nothing_left()
+
+
+def test_run_whose_reader_leaves_detaches_like_a_pipeline(runs: Runs) -> None:
+    """`epollshim run -- yes | head -1`: run ends with 141 (SIGPIPE), the container stays."""
+    caller = runs.popen(runs.run_argv(["yes"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert caller.stdout is not None
+    read_pipe_until(caller.stdout.fileno(), b"y\n")
+    state = runs.state_dir()
+    container = int(str(wait_for(lambda: _read(state / "pid"), "the pid file")))
+    caller.stdout.close()  # the `head -1` of the pipeline has what it wanted
+    assert caller.wait(timeout=DEADLINE) == 128 + signal.SIGPIPE
+    assert caller.stderr is not None  # the shim holds it too (its own errors): no read to EOF
+    read_pipe_until(caller.stderr.fileno(), b"epollshim attach " + str(state).encode())
+    assert pid_alive(container), "the container went with the caller"
+
+    os.kill(container, signal.SIGKILL)  # end it as its owner would; the shim records it
+    wait_for(lambda: _read(state / "exitStatus"), "the exit status")
+    assert _read(state / "exitStatus") == "137"
+    attach = runs.popen(runs.argv("attach", str(state)), stdout=subprocess.DEVNULL)
+    assert attach.wait(timeout=DEADLINE) == 137
+    runs.assert_nothing_left()
