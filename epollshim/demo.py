@@ -4,7 +4,8 @@
    through runc 1.1 and prints its output, its exit status and the state trace.
 2. containerd: a private containerd (own root, state and socket under a temp
    dir) imports a busybox image our code builds, and ``ctr run --runtime
-   io.containerd.epollshim.v2`` runs a container on our v2 shim.
+   io.containerd.epollshim.v2`` runs a container on our v2 shim; the shim's
+   state trace (``EPOLLSHIM_TRACE``) is read back from containerd's log.
 Everything started here is stopped here (by pid), whatever happens.
 """
 
@@ -33,6 +34,7 @@ def containerd_demo() -> int:
     from epollshim.tools.containerd import PrivateContainerd
 
     banner("containerd 1.6: ctr run --runtime io.containerd.epollshim.v2")
+    os.environ["EPOLLSHIM_TRACE"] = "text"  # containerd passes it on to the shim
     with PrivateContainerd(debug_level="info") as ctd:
         image = ctd.import_image()
         id_ = "demo-" + os.urandom(4).hex()
@@ -40,6 +42,11 @@ def containerd_demo() -> int:
         print(f"$ ctr {' '.join(args)} sh -c '{COMMAND}'", flush=True)
         r = ctd.ctr(*args, "sh", "-c", COMMAND, capture_output=False, timeout=120)
         print(f"exit status: {r.returncode} (3 expected)", flush=True)
+        print("the shim's state trace, from containerd's log:")
+        with open(ctd.log_path, errors="replace") as f:
+            for line in f:
+                if "epollshim: trace:" in line:
+                    print("  " + line[line.index("epollshim: trace:") :].rstrip())
         return 0 if r.returncode == 3 else 1
 
 
