@@ -8,6 +8,7 @@ value in ``ulong``. Every function returns a C int; on -1 read ``errno()``.
 """
 
 import _ctypes
+import os
 from collections.abc import Callable
 
 _RTLD_NOW = 2
@@ -54,3 +55,15 @@ def function(name: str) -> Callable[..., int]:
 def errno() -> int:
     """The errno saved by the last call made through ``function``."""
     return int(_ctypes.get_errno())
+
+
+def inotify(path: str, mask: int) -> int:
+    """A non-blocking, close-on-exec inotify fd watching ``path`` for ``mask`` (inotify(7))."""
+    fd = function("inotify_init1")(os.O_CLOEXEC | os.O_NONBLOCK)
+    if fd < 0:
+        raise OSError(errno(), "inotify_init1")
+    if function("inotify_add_watch")(fd, os.fsencode(path), mask) < 0:
+        err = errno()
+        os.close(fd)
+        raise OSError(err, f"inotify_add_watch {path}")
+    return int(fd)

@@ -96,12 +96,7 @@ def _watch_v2(c: Container, path: str) -> None:
     events = os.path.join(path, "memory.events")
     if not os.path.exists(events):
         return
-    fd = libc.function("inotify_init1")(os.O_CLOEXEC | os.O_NONBLOCK)
-    if fd < 0:
-        raise OSError(libc.errno(), "inotify_init1")
-    if libc.function("inotify_add_watch")(fd, os.fsencode(events), IN_MODIFY) < 0:
-        os.close(fd)
-        raise OSError(libc.errno(), f"inotify_add_watch {events}")
+    fd = libc.inotify(events, IN_MODIFY)
     loop = c.ctx.loop
     seen = [_oom_kills(events)]
 
