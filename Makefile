@@ -3,6 +3,10 @@
 PYTHON ?= python3
 APT_PACKAGES := runc busybox-static containerd conmon
 STAMP := .make-dev.stamp
+# pip's console scripts run `site` first (~100 ms, ~3 MB per shim here): these
+# launchers start python -IS instead, next to the interpreter's scripts.
+INSTALL_LAUNCHERS = $(PYTHON) -m epollshim install-launchers \
+	"$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
 
 .PHONY: help deps dev fmt lint typecheck test test-core demo bench diagram clean
 
@@ -19,9 +23,7 @@ deps:  ## install runc, busybox-static, containerd and conmon from Debian if mis
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e '.[dev]'
-	@# pip's console scripts run `site` first (~100 ms, ~3 MB per shim here):
-	@# replace them with launchers that start python -I -S.
-	$(PYTHON) -m epollshim install-launchers "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+	$(INSTALL_LAUNCHERS)
 	@touch $@
 
 dev: deps $(STAMP)  ## deps + the package (editable) with test and lint tools
@@ -49,8 +51,8 @@ demo: dev  ## run a real container through epollshim (seed form and containerd)
 
 bench: dev  ## epollshim vs containerd-shim-runc-v2 and conmon, as ratios
 	$(PYTHON) -m pip install -q -e '.[bench]'
-	@# pip just rewrote the console scripts: put the lean launchers back (as `dev` does)
-	$(PYTHON) -m epollshim install-launchers "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+	@# pip just rewrote the console scripts: put the lean launchers back
+	$(INSTALL_LAUNCHERS)
 	$(PYTHON) -m bench
 
 diagram: $(STAMP)  ## the state table as a Mermaid diagram
