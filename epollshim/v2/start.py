@@ -9,6 +9,8 @@ Rules (spec sections 2.3, 2.4, 2.6):
   this process: it pays only for what it imports itself (DESIGN.md section 6).
 - Grouping: when the bundle's annotations carry the group key, the socket name hashes the
   group id instead of the container id, and a shim already listening there is reused.
+- ``shim_cgroup`` of the runtime options (``containerd.linux.runc.CreateOptions`` on stdin)
+  moves the daemon into that cgroup; a cgroup that does not exist fails ``start``.
 - Imports stay minimal (containerd waits on ``start`` for every container): ``_socket``
   instead of ``socket`` (its enums), and a JSON parser only when ``config.json`` mentions
   a grouping key at all.
@@ -186,18 +188,48 @@ def raise_oom_score(pid: int) -> None:
         pass
 
 
-def _drain_stdin() -> None:
-    """containerd may write the options Any here; read it so its write never fails."""
+def _read_stdin() -> bytes:
+    """containerd may write the options Any here (read it all, so its write never fails)."""
+    chunks = []
     try:
-        while os.read(0, 65536):
-            pass
+        while chunk := os.read(0, 65536):
+            chunks.append(chunk)
     except OSError:  # EBADF/EINVAL: no stdin at all
         pass
+    return b"".join(chunks)
+
+
+def shim_cgroup(options: bytes) -> str:
+    """The ``shim_cgroup`` of the runtime options (CreateOptions), or "" (no decoding if none)."""
+    if not options:
+        return ""  # the common case: ctr sends nothing for a runtime other than runc's
+    from epollshim.v2 import options as runtime_options
+    from epollshim.v2.pb import Any, DecodeError
+
+    try:
+        return runtime_options.decode(Any.decode(options)).shim_cgroup
+    except (DecodeError, runtime_options.OptionsError) as e:
+        raise StartError(f"runtime options on stdin: {e}") from e
+
+
+def join_cgroup(pid: int, cgroup: str, root: str = "/sys/fs/cgroup") -> None:
+    """Move ``pid`` into ``cgroup`` in every hierarchy that has it, as runc-v2's shim does."""
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):  # cgroup v2: one hierarchy
+        dirs = [root]
+    else:  # cgroup v1: one directory per mounted hierarchy (cpu,cpuacct and its links, ...)
+        dirs = sorted({os.path.realpath(e.path) for e in os.scandir(root) if e.is_dir()})
+    procs = [os.path.join(d, cgroup.lstrip("/"), "cgroup.procs") for d in dirs]
+    procs = [p for p in procs if os.path.exists(p)]
+    if not procs:
+        raise StartError(f"shim cgroup {cgroup}: not found under {root}")
+    for path in procs:
+        with open(path, "w") as f:
+            f.write(str(pid))
 
 
 def run(flags: Flags) -> int:
     try:
-        _drain_stdin()
+        cgroup = shim_cgroup(_read_stdin())
         bundle = os.getcwd()
         keys, sock_dir = v2_settings()
         cid = flags.get("id")
@@ -211,6 +243,13 @@ def run(flags: Flags) -> int:
             try:
                 write_address(bundle, address)
                 pid = spawn_daemon(daemon_argv(flags, path, sock.fileno()), bundle, sock.fileno())
+                if cgroup:
+                    try:
+                        join_cgroup(pid, cgroup)
+                    except BaseException:
+                        os.kill(pid, 9)  # our own child: no daemon outside its cgroup
+                        os.waitpid(pid, 0)
+                        raise
             except BaseException:
                 os.unlink(path)
                 raise
