@@ -169,6 +169,7 @@ class PrivateContainerd:
             self._kill_stray_shims()
             for ns in {self.namespace, *namespaces}:
                 self._force_delete_runc(ns)
+                remove_cgroups(ns)
             self._remove_shim_sockets()
             self._unmount_all()
             if not self.keep_dir:
@@ -373,6 +374,19 @@ class PrivateContainerd:
                 return
             for point in points:
                 unmount(point)
+
+
+def remove_cgroups(name: str, root: str = "/sys/fs/cgroup") -> None:
+    """Remove the empty cgroup ``/<name>`` from every hierarchy.
+
+    runc puts a container without ``cgroupsPath`` at ``/<namespace>/<id>`` (ctr's default)
+    and removes only ``<id>`` at delete: the namespace's directory would stay behind in
+    every controller after each run. rmdir only removes an empty cgroup (no tasks, no
+    children), so a cgroup still in use is left alone.
+    """
+    for hierarchy in {os.path.realpath(os.path.join(root, h)) for h in _listdir(root)}:
+        with contextlib.suppress(OSError):  # ENOENT: not here; EBUSY: still in use
+            os.rmdir(os.path.join(hierarchy, name))
 
 
 def _listdir(path: str) -> list[str]:

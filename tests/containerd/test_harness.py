@@ -116,6 +116,12 @@ def test_start_failure_reports_the_log(tmp_path: Path) -> None:
     assert broken.pid is None and not mounts_under(broken.base)
 
 
+def namespace_cgroup(namespace: str) -> str:
+    """Where runc puts ctr's containers of ``namespace`` (cgroup v1: the pids hierarchy)."""
+    v1 = "/sys/fs/cgroup/pids"
+    return os.path.join(v1 if os.path.isdir(v1) else "/sys/fs/cgroup", namespace)
+
+
 @pytest.mark.containerd
 @pytest.mark.usefixtures("containerd_available")
 def test_restart_keeps_a_running_task_and_stop_leaves_nothing(unique_id: str) -> None:
@@ -135,6 +141,7 @@ def test_restart_keeps_a_running_task_and_stop_leaves_nothing(unique_id: str) ->
         assert task_pids(ctd)[unique_id] == (task_pid, "RUNNING")
         ctd_pid, shims, base = ctd.pid, ctd._shim_pids(), ctd.base
         assert ctd_pid is not None and shims and mounts_under(base)
+        assert os.path.isdir(namespace_cgroup(ctd.namespace))  # runc made it
     finally:
         ctd.stop()
     assert not alive(ctd_pid)
@@ -142,3 +149,4 @@ def test_restart_keeps_a_running_task_and_stop_leaves_nothing(unique_id: str) ->
     assert not mounts_under(base)
     assert not os.path.exists(base)
     assert not os.path.exists(f"/run/containerd/runc/{ctd.namespace}")
+    assert not os.path.exists(namespace_cgroup(ctd.namespace)), "a cgroup was left"
