@@ -248,7 +248,9 @@ class Session:
         try:
             if os.read(self.ready_fd, 4096):
                 return  # the shim never writes there; ignore it if it did
-        except OSError:
+        except BlockingIOError:  # EAGAIN: not the end yet
+            return
+        except OSError:  # EIO and the like: the pipe is as good as closed
             pass
         self.loop.forget(self.ready_fd)
         os.close(self.ready_fd)
@@ -333,7 +335,7 @@ class Session:
             if not pump.done:
                 try:
                     os.close(self._open_raw(name, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:
+                except OSError:  # ENXIO: no reader any more, nothing to wake
                     pass
         if self.outputs == 0:
             self.loop.stop()

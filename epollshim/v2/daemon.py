@@ -97,7 +97,7 @@ class Daemon:
         self.server.stop_accepting()
         try:
             os.unlink(self.socket_path)
-        except OSError:
+        except OSError:  # ENOENT: `delete` or an operator removed it already
             pass
         self.publisher.flush(self.loop.stop, FLUSH_DEADLINE)
 
