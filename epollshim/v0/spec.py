@@ -18,7 +18,6 @@ class ProcessSpec:
     """The parts of an OCI process (plus 0.2.x members) the shim acts on."""
 
     __slots__ = (
-        "checkpoint",
         "console_size",
         "exec",
         "no_pivot",
@@ -37,7 +36,6 @@ class ProcessSpec:
         self.stdin = self.stdout = self.stderr = os.devnull
         self.runtime_args: list[str] = []
         self.no_pivot = False
-        self.checkpoint = ""
         self.private_pidns = True
 
 
@@ -115,7 +113,10 @@ def load_process(procdir: str, bundle: str) -> ProcessSpec:
     spec.runtime_args = runtime_args
     spec.no_pivot = bool(data.get("noPivotRoot", False))
     checkpoint = data.get("checkpoint") or ""
-    spec.checkpoint = checkpoint if isinstance(checkpoint, str) else ""
+    if checkpoint:
+        # `runc restore` needs CRIU, which fails on this kernel (spec 15 L): refuse
+        # plainly rather than start a fresh container in its place.
+        raise SetupError(f"{path}: 'checkpoint' {checkpoint!r}: restoring is not supported")
     if not spec.exec:
         config_path = os.path.join(bundle, "config.json")
         spec.private_pidns = _has_private_pidns(read_json(config_path, "OCI config"))

@@ -153,3 +153,14 @@ def test_exec_of_missing_command(form_a: Make, workdir: Workdir, terminal: bool)
     assert init.wait_exit() == 0
     assert init.exit_status() == 0
     init.assert_nothing_left()
+
+
+def test_restore_from_a_checkpoint_is_refused(form_a: Make, workdir: Workdir) -> None:
+    """A process.json asking for a restore gets a clear refusal, not a fresh container."""
+    bundle, process = init_process(workdir, ["true"], False)
+    shim = form_a(bundle, {**process, "checkpoint": "/var/lib/cp1"})
+    assert shim.proc is not None
+    assert shim.proc.wait(timeout=30) == 1
+    assert "'checkpoint' '/var/lib/cp1': restoring is not supported" in shim.stderr()
+    assert runc_list(str(workdir.runc_root)) == []
+    shim.assert_nothing_left()
