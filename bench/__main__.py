@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         cleanup(ctx, sockets_before)
     rows, notes = build_rows(results, args)
     notes.append(f"run took {time.monotonic() - began:.0f} s{' (--quick)' if args.quick else ''}")
+    load_after, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    busy = " (above the CPU count: other work shared the machine)"
     notes.append(
-        f"1-min load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
-        f"on {os.cpu_count()} CPUs (above the CPU count: other work shared the machine)"
+        f"1-min load average {load_before:.1f} at the start, {load_after:.1f} at the end "
+        f"on {cpus} CPUs{busy if max(load_before, load_after) > cpus else ''}"
     )
     print()
     print(report.text_table(rows))
@@ -125,44 +127,18 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
     mem = results.get("memory")
     if mem:
         n = args.containers
+        pairs: tuple[tuple[str, str, tuple[str, float, str] | None], ...] = (
+            (EPOLL_V2, RUNC_V2, ("ratio", 2.0, "<=")),
+            (EPOLL_V2_GROUPED, RUNC_V2, ("ratio", 0.25, "<=")),
+            (EPOLL_V2_GROUPED, RUNC_V2_GROUPED, None),  # (info)
+            (SEED, CONMON, None),  # (info)
+        )
         for key, label in (("anon", "RssAnon"), ("pss", "Pss")):
             m = f"{label} per container, {n} idle"
-            rows.append(
-                R(
-                    m,
-                    "MB",
-                    ".2f",
-                    EPOLL_V2,
-                    mem[EPOLL_V2][key],
-                    RUNC_V2,
-                    mem[RUNC_V2][key],
-                    ("ratio", 2.0, "<="),
+            for ours, anchor, target in pairs:
+                rows.append(
+                    R(m, "MB", ".2f", ours, mem[ours][key], anchor, mem[anchor][key], target)
                 )
-            )
-            rows.append(
-                R(
-                    m,
-                    "MB",
-                    ".2f",
-                    EPOLL_V2_GROUPED,
-                    mem[EPOLL_V2_GROUPED][key],
-                    RUNC_V2,
-                    mem[RUNC_V2][key],
-                    ("ratio", 0.25, "<="),
-                )
-            )
-            rows.append(
-                R(
-                    m,
-                    "MB",
-                    ".2f",
-                    EPOLL_V2_GROUPED,
-                    mem[EPOLL_V2_GROUPED][key],
-                    RUNC_V2_GROUPED,
-                    mem[RUNC_V2_GROUPED][key],
-                )
-            )
-            rows.append(R(m, "MB", ".2f", SEED, mem[SEED][key], CONMON, mem[CONMON][key]))
         shims = {k: v.get("shims") for k, v in mem.items() if v.get("shims")}
         notes.append(f"memory: shim processes counted per subject: {shims}")
     start = results.get("start")
