@@ -143,18 +143,7 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
         notes.append(f"memory: shim processes counted per subject: {shims}")
     start = results.get("start")
     if start:
-        rows.append(
-            R(
-                "start: ctr run --rm true",
-                "ms",
-                ".1f",
-                EPOLL_V2,
-                _ms(start[EPOLL_V2]),
-                RUNC_V2,
-                _ms(start[RUNC_V2]),
-                ("ratio", 1.05, "<="),
-            )
-        )
+        rows.append(_latency_row("start: ctr run --rm true", start, 1.05))
     tp = results.get("throughput")
     if tp:
         for mode in throughput.MODES:
@@ -218,24 +207,19 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
         notes.append(f"idle: threads per shim: {th}")
     ex = results.get("exit")
     if ex:
-        rows.append(
-            R(
-                "exit -> ctr run returns",
-                "ms",
-                ".1f",
-                EPOLL_V2,
-                _ms(ex[EPOLL_V2]),
-                RUNC_V2,
-                _ms(ex[RUNC_V2]),
-                ("ratio", 1.0, "<="),
-            )
-        )
+        rows.append(_latency_row("exit -> ctr run returns", ex, 1.0))
     return rows, notes
 
 
 def sizes(quick: bool) -> dict[str, int]:
     """Bytes per throughput run: 1 GiB through a pipe, 256 MiB through a pty (~10 s each)."""
     return {"pipe": 256 << 20, "tty": 64 << 20} if quick else {"pipe": GIB, "tty": 256 << 20}
+
+
+def _latency_row(metric: str, cells: dict[str, Cell], bound: float) -> report.Row:
+    """epollshim-v2 vs runc-v2 in milliseconds, the ratio bounded by ``bound``."""
+    ours, anchor = _ms(cells[EPOLL_V2]), _ms(cells[RUNC_V2])
+    return report.Row(metric, "ms", ".1f", EPOLL_V2, ours, RUNC_V2, anchor, ("ratio", bound, "<="))
 
 
 def _ms(c: Cell) -> Cell:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bench.common import (
     CONMON,
@@ -52,37 +53,26 @@ def _ctr_round(ctx: Context, name: str, n: int) -> tuple[float, float, int]:
         s.stop_idle(ids)
 
 
-def _seed_round(ctx: Context, n: int) -> tuple[float, float, int]:
-    s = SeedSubject(ctx)
+def _direct_round(
+    subject: SeedSubject | ConmonSubject, pid_of: Callable[[Any], int], n: int
+) -> tuple[float, float, int]:
+    """n idle containers through a shim we start ourselves (seed form, conmon)."""
     started = []
     try:
         for _ in range(n):
-            started.append(s.start(IDLE))
+            started.append(subject.start(IDLE))
         time.sleep(SETTLE)
-        return _measure([c.shim_pid for c in started], n)
+        return _measure([pid_of(c) for c in started], n)
     finally:
         for c in started:
-            s.stop(c)
-
-
-def _conmon_round(ctx: Context, n: int) -> tuple[float, float, int]:
-    s = ConmonSubject(ctx)
-    started = []
-    try:
-        for _ in range(n):
-            started.append(s.start(IDLE))
-        time.sleep(SETTLE)
-        return _measure([c.pid for c in started], n)
-    finally:
-        for c in started:
-            s.stop(c)
+            subject.stop(c)
 
 
 def run(ctx: Context, n: int, rounds: int, subjects: tuple[str, ...] = SUBJECTS) -> dict[str, dict]:
     """{subject: {"anon": Cell MB/container, "pss": Cell, "shims": count}}."""
     rounders: dict[str, Callable[[], tuple[float, float, int]]] = {
-        CONMON: lambda: _conmon_round(ctx, n),
-        SEED: lambda: _seed_round(ctx, n),
+        CONMON: lambda: _direct_round(ConmonSubject(ctx), lambda c: c.pid, n),
+        SEED: lambda: _direct_round(SeedSubject(ctx), lambda c: c.shim_pid, n),
     }
     for name in (RUNC_V2, EPOLL_V2, RUNC_V2_GROUPED, EPOLL_V2_GROUPED):
         rounders[name] = lambda name=name: _ctr_round(ctx, name, n)
