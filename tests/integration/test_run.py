@@ -253,19 +253,18 @@ def test_attach_after_caller_killed(runs: Runs) -> None:
     runs.assert_nothing_left()
 
 
-def test_attach_after_the_end(runs: Runs) -> None:
-    """Attaching to a finished container answers its status at once."""
+def _orphaned_run(runs: Runs) -> tuple[Path, int]:
+    """A run of `read x; exit 4` whose caller was killed: (its state dir, its shim's pid)."""
     caller = runs.popen(runs.run_argv(["sh", "-c", "read x; exit 4"]), stdin=subprocess.PIPE)
     state = runs.state_dir()
     wait_for(lambda: _read(state / "pid"), "the pid file")  # the shim opened its FIFOs
     caller.kill()
     caller.wait(timeout=DEADLINE)
-    shim_pid = int(str(runs.seen[str(state)]["shim_pid"]))
-    stdin = os.open(state / "stdin", os.O_WRONLY | os.O_NONBLOCK)  # the container reads it
-    os.write(stdin, b"go\n")
-    os.close(stdin)
-    wait_for(lambda: not pid_alive(shim_pid), "the shim to finish")
-    r = subprocess.run(
+    return state, int(str(runs.seen[str(state)]["shim_pid"]))
+
+
+def _attach_without_input(runs: Runs, state: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
         runs.argv("attach", str(state)),
         env=runs.env,
         stdin=subprocess.DEVNULL,
@@ -273,6 +272,16 @@ def test_attach_after_the_end(runs: Runs) -> None:
         timeout=DEADLINE,
         check=False,
     )
+
+
+def test_attach_after_the_end(runs: Runs) -> None:
+    """Attaching to a finished container answers its status at once."""
+    state, shim_pid = _orphaned_run(runs)
+    stdin = os.open(state / "stdin", os.O_WRONLY | os.O_NONBLOCK)  # the container reads it
+    os.write(stdin, b"go\n")
+    os.close(stdin)
+    wait_for(lambda: not pid_alive(shim_pid), "the shim to finish")
+    r = _attach_without_input(runs, state)
     assert r.returncode == 4, r.stderr
     assert not state.exists(), "attach leaves the state dir of an ended shim behind"
 
@@ -283,22 +292,10 @@ def test_attach_to_a_dead_shim(runs: Runs) -> None:
     Its exit FIFO will never hang up for a reader that opens it now (a FIFO reader
     that never saw a writer gets no HUP), so attach must notice the shim is gone.
     """
-    caller = runs.popen(runs.run_argv(["sh", "-c", "read x; exit 4"]), stdin=subprocess.PIPE)
-    state = runs.state_dir()
-    wait_for(lambda: _read(state / "pid"), "the pid file")
-    caller.kill()
-    caller.wait(timeout=DEADLINE)
-    shim_pid = int(str(runs.seen[str(state)]["shim_pid"]))
+    state, shim_pid = _orphaned_run(runs)
     os.kill(shim_pid, signal.SIGKILL)
     wait_for(lambda: not pid_alive(shim_pid), "the shim to die")
-    r = subprocess.run(
-        runs.argv("attach", str(state)),
-        env=runs.env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=DEADLINE,
-        check=False,
-    )
+    r = _attach_without_input(runs, state)
     assert r.returncode == 125, r.stderr
     assert not state.exists()
 
