@@ -21,6 +21,7 @@ Facts and rules:
 import errno
 import os
 
+from epollshim.core.exits import ExitRouter
 from epollshim.shell import libc
 from epollshim.shell.signals import SIGKILL, reset_in_child
 
@@ -100,6 +101,14 @@ def reap_all() -> list[tuple[int, int]]:
             break
         reaped.append((pid, status))
     return reaped
+
+
+def reap_into(router: ExitRouter) -> None:
+    """Reap every child now; hand each exit to its watcher (a callable of the wait status)."""
+    for pid, status in reap_all():
+        watcher = router.exited(pid, status)
+        if callable(watcher):
+            watcher(status)
 
 
 def runtime_env() -> dict[str, str]:

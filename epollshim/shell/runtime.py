@@ -89,3 +89,15 @@ class Runtime:
 
     def close(self) -> None:
         os.close(self.devnull)
+
+
+def read_pid_file(path: str) -> int:
+    """The pid runc wrote with ``--pid-file``; ValueError naming the file if there is none."""
+    try:
+        with open(path, "rb") as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: runc wrote no valid pid") from e
+    if pid <= 0:
+        raise ValueError(f"{path}: runc wrote pid {pid}")
+    return pid

@@ -26,9 +26,9 @@ from epollshim.log import Log
 from epollshim.shell import fifo
 from epollshim.shell.console import ConsoleError, ConsoleSocket, set_winsize
 from epollshim.shell.loop import Loop, Timer
-from epollshim.shell.process import SpawnError, become_subreaper, reap_all
+from epollshim.shell.process import SpawnError, become_subreaper, reap_into
 from epollshim.shell.pump import Pump
-from epollshim.shell.runtime import Runtime
+from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.shell.signals import SIGCHLD, Signals, describe
 from epollshim.v0.control import ControlReader
 from epollshim.v0.spec import ProcessSpec, SetupError, load_bundle, load_process
@@ -109,7 +109,7 @@ class SeedShim:
     # -- start-up ----------------------------------------------------------
     def setup(self) -> None:
         signals = Signals(self.loop, lambda s: self.log.debug(f"ignoring {describe(s)}"))
-        signals.on(SIGCHLD, lambda s: self._reap())
+        signals.on(SIGCHLD, lambda s: reap_into(self.router))
         become_subreaper()
         self.exit_fd = self._open_fifo("exit", os.O_WRONLY | os.O_NONBLOCK)
         control = self.path("control")
@@ -223,15 +223,10 @@ class SeedShim:
             self._feed(ev.RuntimeFailed("start", message))
 
     def _read_pid(self) -> int:
-        path = self.path("pid")
         try:
-            with open(path, "rb") as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError) as e:
-            raise SetupError(f"{path}: runc wrote no valid pid") from e
-        if pid <= 0:
-            raise SetupError(f"{path}: runc wrote pid {pid}")
-        return pid
+            return read_pid_file(self.path("pid"))
+        except ValueError as e:
+            raise SetupError(str(e)) from e
 
     def _attach_console(self, master: int) -> None:
         assert self.console is not None
@@ -282,12 +277,6 @@ class SeedShim:
             self.pending_size = (cols, rows)  # applied when the master arrives
 
     # -- children ----------------------------------------------------------------
-    def _reap(self) -> None:
-        for pid, status in reap_all():
-            watcher = self.router.exited(pid, status)
-            if callable(watcher):
-                watcher(status)
-
     def _container_exited(self, status: int) -> None:
         self._feed(ev.ProcessExited(status))
 

@@ -21,7 +21,7 @@ from epollshim.core.machine import FlightRecorder
 from epollshim.log import Log
 from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop
-from epollshim.shell.process import become_subreaper, reap_all
+from epollshim.shell.process import become_subreaper, reap_into
 from epollshim.shell.signals import SIGCHLD, SIGINT, SIGTERM, Signals, describe
 from epollshim.v2.container import Context
 from epollshim.v2.events import Publisher
@@ -72,16 +72,10 @@ class Daemon:
 
     def setup_signals(self) -> None:
         signals = Signals(self.loop, lambda s: self.log.debug(f"ignoring {describe(s)}"))
-        signals.on(SIGCHLD, lambda s: self.reap())
+        signals.on(SIGCHLD, lambda s: reap_into(self.router))
         signals.on(SIGTERM, self._terminate)
         signals.on(SIGINT, self._terminate)
         become_subreaper()
-
-    def reap(self) -> None:
-        for pid, status in reap_all():
-            watcher = self.router.exited(pid, status)
-            if callable(watcher):
-                watcher(status)
 
     def _terminate(self, signum: int) -> None:
         if self.service.containers:

@@ -20,7 +20,7 @@ from epollshim import minijson
 from epollshim.core import events as ev
 from epollshim.shell.console import ConsoleError
 from epollshim.shell.process import SpawnError
-from epollshim.shell.runtime import Runtime
+from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.v2 import mount, oom, options
 from epollshim.v2.container import Container, Proc, ServiceError
 from epollshim.v2.messages import (
@@ -116,7 +116,7 @@ class Lifecycle:
         pid = 0
         if code == 0:
             try:
-                pid = _read_pid(os.path.join(c.bundle, "init.pid"))
+                pid = read_pid_file(os.path.join(c.bundle, "init.pid"))
                 if p.terminal:
                     p.io.receive_console()
             except (OSError, ValueError, ConsoleError) as e:
@@ -222,7 +222,7 @@ class Lifecycle:
         pid = 0
         if code == 0:
             try:
-                pid = _read_pid(pidfile)
+                pid = read_pid_file(pidfile)
                 if p.terminal:
                     p.io.receive_console()
             except (OSError, ValueError, ConsoleError) as e:
@@ -354,14 +354,6 @@ def _private_pidns(bundle: str) -> bool:
         return any(ns.get("type") == "pid" and not ns.get("path") for ns in namespaces)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-
-
-def _read_pid(path: str) -> int:
-    with open(path, "rb") as f:
-        pid = int(f.read().strip())
-    if pid <= 0:
-        raise ValueError(f"{path}: runc wrote pid {pid}")
-    return pid
 
 
 def _write(path: str, data: bytes, mode: int = 0o644) -> None:
