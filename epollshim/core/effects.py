@@ -29,9 +29,17 @@ class Signal(Record):
 
 
 class KillRemaining(Record):
-    """The init died: kill whatever else still runs in the container."""
+    """The init died sharing the host's PID namespace: ``runc kill --all`` the rest.
 
-    __slots__ = ()
+    The shell reports ``RemainingKilled`` when runc ends, or with an error once
+    ``deadline`` seconds passed first (a hung runc must not hold the exit forever).
+    """
+
+    __slots__ = __match_args__ = ("deadline",)
+    deadline: float
+
+    def __init__(self, deadline: float) -> None:
+        self._set(deadline=deadline)
 
 
 class StartDrain(Record):

@@ -49,6 +49,20 @@ class KillRequested(Record):
         self._set(signal=signal, all=all)
 
 
+class RemainingKilled(Record):
+    """``runc kill --all`` for the other processes of the container ended.
+
+    ``error`` is empty when it succeeded, else what went wrong (runc's words, or the
+    deadline that passed first).
+    """
+
+    __slots__ = __match_args__ = ("error",)
+    error: str
+
+    def __init__(self, error: str = "") -> None:
+        self._set(error=error)
+
+
 class OutputDrained(Record):
     """Every output source of the process reached EOF and was flushed."""
 
@@ -61,13 +75,22 @@ class DrainExpired(Record):
     __slots__ = ()
 
 
-Event = PidKnown | RuntimeFailed | ProcessExited | KillRequested | OutputDrained | DrainExpired
+Event = (
+    PidKnown
+    | RuntimeFailed
+    | ProcessExited
+    | KillRequested
+    | RemainingKilled
+    | OutputDrained
+    | DrainExpired
+)
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     PidKnown,
     RuntimeFailed,
     ProcessExited,
     KillRequested,
+    RemainingKilled,
     OutputDrained,
     DrainExpired,
 )

@@ -2,10 +2,14 @@
 
 STARTING  the runtime command (runc create / exec) is in flight; no pid yet.
 RUNNING   the pid is known and the process has not been reaped.
+KILLING   an init that shares its PID namespace with the host was reaped; ``runc kill --all``
+          is killing what else runs in the container. Only an init without a private PID
+          namespace passes here (the kernel kills the rest of a private namespace itself);
+          the exit is recorded only after the kill finished, as runc-v2 does.
 REAPING   the process was reaped; its output is being drained (bounded by a deadline).
 CLEANUP   the exit is recorded exactly once; nothing more happens to this process.
 
-Four singletons compared with ``is``, not an ``enum.Enum``: ``enum`` costs ~0.4 MB in every
+Five singletons compared with ``is``, not an ``enum.Enum``: ``enum`` costs ~0.4 MB in every
 shim process. ``STATES`` lists them in this order; ``str()`` of one is its name.
 """
 
@@ -15,6 +19,7 @@ class State:
 
     STARTING: "State"
     RUNNING: "State"
+    KILLING: "State"
     REAPING: "State"
     CLEANUP: "State"
 
@@ -28,5 +33,11 @@ class State:
         return f"<State.{self.name}>"
 
 
-STATES = (State("STARTING"), State("RUNNING"), State("REAPING"), State("CLEANUP"))
-State.STARTING, State.RUNNING, State.REAPING, State.CLEANUP = STATES
+STATES = (
+    State("STARTING"),
+    State("RUNNING"),
+    State("KILLING"),
+    State("REAPING"),
+    State("CLEANUP"),
+)
+State.STARTING, State.RUNNING, State.KILLING, State.REAPING, State.CLEANUP = STATES

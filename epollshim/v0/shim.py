@@ -16,6 +16,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Callable
 
 from epollshim.core import effects as fx
 from epollshim.core import events as ev
@@ -144,6 +145,7 @@ class SeedShim:
             init=not self.spec.exec,
             drain_deadline=self.opts.drain_deadline,
             observers=observers,
+            kills_remaining=not self.spec.exec and not self.spec.private_pidns,
         )
         self.router.expect()
         self._spawn_first(stdio)
@@ -302,9 +304,8 @@ class SeedShim:
                     self._teardown(["kill", "--all", self.opts.id, str(sig)])
                 elif self.proc.pid:
                     os.kill(self.proc.pid, sig)
-            case fx.KillRemaining():
-                if not self.spec.private_pidns:
-                    self._teardown(["kill", "--all", self.opts.id, "KILL"])
+            case fx.KillRemaining(deadline):
+                self._kill_remaining(deadline)
             case fx.StartDrain(deadline):
                 self.drain_timer = self.loop.call_later(deadline, self._drain_expired)
                 if self.outputs_open == 0:
@@ -318,6 +319,21 @@ class SeedShim:
                     self._cleanup()
             case fx.Warn(message):
                 self.log.warn(message)
+
+    def _kill_remaining(self, deadline: float) -> None:
+        """``runc kill --all ID KILL``; RemainingKilled when it ends or the deadline passes."""
+
+        def killed(error: str) -> None:
+            timer.cancel()
+            if self.proc and self.proc.state is State.KILLING:
+                self._feed(ev.RemainingKilled(error))
+
+        def expired() -> None:
+            killed(f"runc kill --all still running after {deadline}s")
+
+        timer = self.loop.call_later(deadline, expired)
+        args = ["kill", "--all", self.opts.id, "KILL"]
+        self._teardown(args, lambda code, message: killed(message if code else ""))
 
     def _drain_expired(self) -> None:
         self.drain_timer = None
@@ -339,7 +355,7 @@ class SeedShim:
         self._cleanup()
 
     # -- teardown ----------------------------------------------------------------
-    def _teardown(self, args: list[str]) -> None:
+    def _teardown(self, args: list[str], then: Callable[[int, str], None] | None = None) -> None:
         assert self.runtime is not None
         self.teardown_running += 1
 
@@ -347,6 +363,8 @@ class SeedShim:
             self.teardown_running -= 1
             if code:
                 self.log.debug(f"runc {args[0]}: {message}")
+            if then is not None:
+                then(code, message)
             if self.proc and self.proc.state is State.CLEANUP:
                 self._cleanup()
 

@@ -7,8 +7,10 @@ Rules:
 - Exits are routed by pid through the shared ``ExitRouter``; a process whose pid is not
   known yet is ``expect``ed, so an exit that comes first is replayed by ``watch``.
 - An exit is reported (Wait answers, ``TaskExit``) only on ``RecordExit``, i.e. after
-  the output drained. ``TaskExit`` of an init whose ``runc start`` is still in flight is
-  held back until ``TaskStart`` was published (spec 5.5).
+  the output drained and, for an init sharing the host's PID namespace, after
+  ``runc kill --all`` ended (KILLING), so Wait never answers while its children live.
+  ``TaskExit`` of an init whose ``runc start`` is still in flight is held back until
+  ``TaskStart`` was published (spec 5.5).
 """
 
 import os
@@ -29,6 +31,8 @@ from epollshim.v2.messages import Code, TaskExit, TaskStatus, WaitResponse, time
 from epollshim.v2.options import RuncOptions
 from epollshim.v2.server import Call
 from epollshim.v2.stdio import ProcIO
+
+GONE = (State.KILLING, State.REAPING, State.CLEANUP)
 
 
 class Context:
@@ -117,7 +121,7 @@ class Proc:
     @property
     def gone(self) -> bool:
         """Reaped (or failed): signals have nobody to reach."""
-        return self.machine is not None and self.machine.state in (State.REAPING, State.CLEANUP)
+        return self.machine is not None and self.machine.state in GONE
 
     def status(self) -> int:  # a TaskStatus
         if self.exited or (self.machine and self.machine.state is State.CLEANUP):
@@ -134,11 +138,13 @@ class Proc:
     # -- the machine -------------------------------------------------------------------
     def begin(self) -> None:
         """Enter STARTING (runc create/exec is about to run)."""
+        init = not self.exec_id
         self.machine = Process(
             self.name,
-            init=not self.exec_id,
+            init=init,
             drain_deadline=self.ctx.drain_deadline,
             observers=self.ctx.observers,
+            kills_remaining=init and not self.container.private_pidns,
         )
         self.ctx.router.expect()
 
@@ -162,9 +168,8 @@ class Proc:
             case fx.Signal(sig, all_):
                 call, self.kill_call = self.kill_call, None
                 self._signal(sig, all_, call)
-            case fx.KillRemaining():
-                if not self.container.private_pidns:
-                    self.container.runc(["kill", "--all", self.container.id, "9"])
+            case fx.KillRemaining(deadline):
+                self._kill_remaining(deadline)
             case fx.StartDrain(deadline):
                 self.drain_timer = self.ctx.loop.call_later(deadline, self._drain_expired)
                 if self.io is not None:
@@ -182,6 +187,21 @@ class Proc:
     def _exited(self, status: int) -> None:
         if not self.container.deleted:  # a created init killed by runc delete: no news
             self.feed(ev.ProcessExited(status))
+
+    def _kill_remaining(self, deadline: float) -> None:
+        """``runc kill --all ID 9``; RemainingKilled when it ends or the deadline passes."""
+
+        def done(code: int, message: str) -> None:
+            timer.cancel()
+            if self.machine is not None and self.machine.state is State.KILLING:
+                self.feed(ev.RemainingKilled(f"runc kill --all: {message}" if code else ""))
+
+        def expired() -> None:
+            if self.machine is not None and self.machine.state is State.KILLING:
+                self.feed(ev.RemainingKilled(f"runc kill --all still running after {deadline}s"))
+
+        timer = self.ctx.loop.call_later(deadline, expired)
+        self.container.runc(["kill", "--all", self.container.id, "9"], done)
 
     def _drained(self) -> None:
         if self.machine is not None and self.machine.state is State.REAPING:

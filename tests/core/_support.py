@@ -23,26 +23,42 @@ REPRESENTATIVE: dict[type[ev.Event], ev.Event] = {
     ev.RuntimeFailed: ev.RuntimeFailed("start", "runc said no"),
     ev.ProcessExited: ev.ProcessExited(7 << 8),
     ev.KillRequested: ev.KillRequested(15, all=True),
+    ev.RemainingKilled: ev.RemainingKilled("runc said no"),
     ev.OutputDrained: ev.OutputDrained(),
     ev.DrainExpired: ev.DrainExpired(),
 }
 
-# Legal event sequences from a fresh process, by the state they end in.
-# CLEANUP has three ways in; every one is a distinct starting point for the matrix.
-PATHS: dict[str, tuple[State, tuple[ev.Event, ...]]] = {
-    "starting": (State.STARTING, ()),
-    "running": (State.RUNNING, (ev.PidKnown(PID),)),
-    "reaping": (State.REAPING, (ev.PidKnown(PID), ev.ProcessExited(EXIT_3))),
-    "cleanup-drained": (
-        State.CLEANUP,
-        (ev.PidKnown(PID), ev.ProcessExited(EXIT_3), ev.OutputDrained()),
-    ),
-    "cleanup-expired": (
-        State.CLEANUP,
-        (ev.PidKnown(PID), ev.ProcessExited(EXIT_3), ev.DrainExpired()),
-    ),
-    "cleanup-failed": (State.CLEANUP, (ev.RuntimeFailed("create", "no such image"),)),
+# The three kinds of process the shell makes: the machine's guards are fixed at birth.
+KINDS: dict[str, dict[str, bool]] = {
+    "exec": {"init": False},
+    "init": {"init": True},  # a private PID namespace: the kernel kills the rest
+    "init-host-pid": {"init": True, "kills_remaining": True},
 }
+
+
+def paths(kind: str) -> dict[str, tuple[State, tuple[ev.Event, ...]]]:
+    """Legal event sequences from a fresh process of ``kind``, by the state they end in.
+
+    CLEANUP has three ways in; every one is a distinct starting point for the matrix.
+    KILLING is on the way only for an init sharing the host's PID namespace.
+    """
+    exited: tuple[ev.Event, ...] = (ev.PidKnown(PID), ev.ProcessExited(EXIT_3))
+    found: dict[str, tuple[State, tuple[ev.Event, ...]]] = {
+        "starting": (State.STARTING, ()),
+        "running": (State.RUNNING, (ev.PidKnown(PID),)),
+    }
+    if KINDS[kind].get("kills_remaining"):
+        found["killing"] = (State.KILLING, exited)
+        exited += (ev.RemainingKilled(),)
+    found["reaping"] = (State.REAPING, exited)
+    found["cleanup-drained"] = (State.CLEANUP, (*exited, ev.OutputDrained()))
+    found["cleanup-expired"] = (State.CLEANUP, (*exited, ev.DrainExpired()))
+    found["cleanup-failed"] = (State.CLEANUP, (ev.RuntimeFailed("create", "no such image"),))
+    return found
+
+
+# (kind, path) for every path of every kind: the matrix's starting points.
+STARTS = [(kind, path) for kind in KINDS for path in paths(kind)]
 
 
 @dataclass
@@ -55,9 +71,18 @@ class Recorder:
         self.seen.append(record)
 
 
-def new_process(*, init: bool = True, name: str = "init") -> tuple[Process, Recorder]:
+def new_process(
+    *, init: bool = True, name: str = "init", kills_remaining: bool = False
+) -> tuple[Process, Recorder]:
     recorder = Recorder()
-    return Process(name, init=init, drain_deadline=DEADLINE, observers=[recorder]), recorder
+    process = Process(
+        name,
+        init=init,
+        drain_deadline=DEADLINE,
+        observers=[recorder],
+        kills_remaining=kills_remaining,
+    )
+    return process, recorder
 
 
 def drive(process: Process, events: tuple[ev.Event, ...], now: float = 0.0) -> None:
@@ -66,10 +91,10 @@ def drive(process: Process, events: tuple[ev.Event, ...], now: float = 0.0) -> N
         process.handle(event, now + i)
 
 
-def process_on(path: str, *, init: bool = True) -> tuple[Process, Recorder]:
-    """A process driven along ``PATHS[path]``, with its recorder emptied afterwards."""
-    state, events = PATHS[path]
-    process, recorder = new_process(init=init)
+def process_on(path: str, kind: str = "init") -> tuple[Process, Recorder]:
+    """A process of ``kind`` driven along ``paths(kind)[path]``, its recorder emptied."""
+    state, events = paths(kind)[path]
+    process, recorder = new_process(**KINDS[kind])
     drive(process, events)
     assert process.state is state, f"path {path!r} ended in {process.state}, not {state}"
     recorder.seen.clear()

@@ -6,7 +6,7 @@ import pytest
 
 import epollshim.core.diagram
 from epollshim.core.diagram import mermaid
-from epollshim.core.machine import NO_OPS, TABLE
+from epollshim.core.machine import NO_OPS, TABLE, Choice
 from epollshim.core.states import STATES, State
 
 
@@ -14,9 +14,15 @@ def test_every_row_is_an_arrow() -> None:
     lines = [line.strip() for line in mermaid().splitlines()]
     assert lines[0] == "stateDiagram-v2"
     arrows = [line for line in lines if "-->" in line and "[*]" not in line]
-    assert sorted(arrows) == sorted(
-        f"{src} --> {dst}: {event.__name__}" for (src, event), dst in TABLE.items()
-    )
+    expected = []
+    for (src, event), row in TABLE.items():
+        if isinstance(row, Choice):
+            expected.append(f"{src} --> {row.then}: {event.__name__} [{row.guard}]")
+            expected.append(f"{src} --> {row.otherwise}: {event.__name__} [not {row.guard}]")
+        else:
+            expected.append(f"{src} --> {row}: {event.__name__}")
+    assert sorted(arrows) == sorted(expected)
+    assert len(arrows) == len(TABLE) + sum(isinstance(row, Choice) for row in TABLE.values())
 
 
 def test_start_and_end() -> None:

@@ -1,8 +1,8 @@
 """Every (state, event type) pair is a table row, a legal no-op, or an error: all checked.
 
-Each state is reached through legal events (``_support.PATHS``: CLEANUP by all
-three ways in), for an init and for an exec, and then fed one representative
-event of every type.
+Each state is reached through legal events (``_support.paths``: CLEANUP by all
+three ways in), for each kind of process (an exec, an init in its own PID namespace,
+an init sharing the host's), and then fed one representative event of every type.
 """
 
 import itertools
@@ -10,10 +10,10 @@ import itertools
 import pytest
 
 from epollshim.core import events as ev
-from epollshim.core.machine import NO_OPS, TABLE, InvalidTransition
+from epollshim.core.machine import NO_OPS, TABLE, Choice, InvalidTransition, target
 from epollshim.core.states import STATES, State
 
-from ._support import PATHS, REPRESENTATIVE, fields, process_on
+from ._support import KINDS, REPRESENTATIVE, STARTS, fields, paths, process_on
 
 NOW = 1000.5
 
@@ -26,7 +26,12 @@ def test_representatives_cover_every_event_type() -> None:
 
 
 def test_paths_reach_every_state() -> None:
-    assert {state for state, _ in PATHS.values()} == set(STATES)
+    reached = {state for kind in KINDS for state, _ in paths(kind).values()}
+    assert reached == set(STATES)
+
+
+def _targets(row: State | Choice) -> tuple[State, ...]:
+    return row.targets() if isinstance(row, Choice) else (row,)
 
 
 def test_table_and_no_ops_are_disjoint() -> None:
@@ -37,37 +42,49 @@ def test_table_and_no_ops_use_only_known_states_and_events() -> None:
     for state, event_type in itertools.chain(TABLE, NO_OPS):
         assert isinstance(state, State)
         assert event_type in ev.EVENT_TYPES
-    assert all(isinstance(target, State) for target in TABLE.values())
+    for row in TABLE.values():
+        assert all(isinstance(state, State) for state in _targets(row))
 
 
 def test_cleanup_is_terminal_and_starting_is_only_initial() -> None:
     assert [key for key in TABLE if key[0] is State.CLEANUP] == []
-    assert [key for key, target in TABLE.items() if target is State.STARTING] == []
+    assert [key for key, row in TABLE.items() if State.STARTING in _targets(row)] == []
 
 
 def test_every_state_but_cleanup_has_a_way_out() -> None:
     for state in STATES:
-        leaves = any(src is state and dst is not state for (src, _), dst in TABLE.items())
+        leaves = any(
+            src is state and any(dst is not state for dst in _targets(row))
+            for (src, _), row in TABLE.items()
+        )
         assert leaves == (state is not State.CLEANUP), state
 
 
-@pytest.mark.parametrize("init", [True, False], ids=["init", "exec"])
+def test_only_an_init_sharing_the_host_pid_namespace_passes_killing() -> None:
+    for kind in KINDS:
+        process, _ = process_on("running", kind)
+        assert target((State.RUNNING, ev.ProcessExited), process) is (
+            State.KILLING if kind == "init-host-pid" else State.REAPING
+        )
+
+
 @pytest.mark.parametrize("event_type", ev.EVENT_TYPES, ids=lambda t: t.__name__)
-@pytest.mark.parametrize("path", PATHS)
-def test_pair(path: str, event_type: type[ev.Event], init: bool) -> None:
-    process, recorder = process_on(path, init=init)
+@pytest.mark.parametrize(("kind", "path"), STARTS, ids=[f"{k}-{p}" for k, p in STARTS])
+def test_pair(kind: str, path: str, event_type: type[ev.Event]) -> None:
+    process, recorder = process_on(path, kind)
     state = process.state
     key = (state, event_type)
     event = REPRESENTATIVE[event_type]
     before = fields(process)
 
     if key in TABLE:
+        expected = target(key, process)
         effects = process.handle(event, NOW)
-        assert process.state is TABLE[key]
+        assert process.state is expected
         assert len(recorder.seen) == 1
         (record,) = recorder.seen
         assert record.old is state
-        assert record.new is TABLE[key]
+        assert record.new is expected
         assert record.event is event
         assert record.effects == effects
         assert record.time == NOW
@@ -88,7 +105,7 @@ def test_pair(path: str, event_type: type[ev.Event], init: bool) -> None:
 
 
 def test_matrix_size() -> None:
-    """24 pairs: 8 rows, 6 no-ops, 10 errors (update deliberately when the table changes)."""
+    """35 pairs: 10 rows, 8 no-ops, 17 errors (update deliberately when the table changes)."""
     pairs = set(itertools.product(STATES, ev.EVENT_TYPES))
-    assert len(pairs) == 24
-    assert (len(TABLE), len(NO_OPS), len(pairs - set(TABLE) - NO_OPS)) == (8, 6, 10)
+    assert len(pairs) == 35
+    assert (len(TABLE), len(NO_OPS), len(pairs - set(TABLE) - NO_OPS)) == (10, 8, 17)

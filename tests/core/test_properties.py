@@ -14,7 +14,7 @@ from epollshim.core import effects as fx
 from epollshim.core import events as ev
 from epollshim.core.exitcode import from_wait_status
 from epollshim.core.exits import ExitRouter
-from epollshim.core.machine import NO_OPS, TABLE, InvalidTransition, Process
+from epollshim.core.machine import NO_OPS, TABLE, InvalidTransition, Process, target
 from epollshim.core.states import State
 
 from ._support import Recorder, fields
@@ -36,6 +36,7 @@ EVENT_STRATEGIES: dict[type[ev.Event], st.SearchStrategy[ev.Event]] = {
     ),
     ev.ProcessExited: st.builds(ev.ProcessExited, wait_statuses),
     ev.KillRequested: st.builds(ev.KillRequested, signals, st.booleans()),
+    ev.RemainingKilled: st.builds(ev.RemainingKilled, st.text()),
     ev.OutputDrained: st.just(ev.OutputDrained()),
     ev.DrainExpired: st.just(ev.DrainExpired()),
 }
@@ -50,15 +51,20 @@ def test_strategies_cover_every_event_type() -> None:
 @SETTINGS
 @given(
     events=st.lists(event_strategy, max_size=40),
-    init=st.booleans(),
+    kind=st.sampled_from(["exec", "init", "init-host-pid"]),
     deadline=st.floats(min_value=0.001, max_value=60),
 )
-def test_process_invariants(events: list[ev.Event], init: bool, deadline: float) -> None:
+def test_process_invariants(events: list[ev.Event], kind: str, deadline: float) -> None:
     recorder = Recorder()
-    process = Process("p", init=init, drain_deadline=deadline, observers=[recorder])
+    init, kills = kind != "exec", kind == "init-host-pid"
+    process = Process(
+        "p", init=init, drain_deadline=deadline, observers=[recorder], kills_remaining=kills
+    )
     reached_cleanup = False
     record_exits: list[fx.RecordExit] = []
+    drains: list[ev.Event] = []
     accepted_status: int | None = None
+    remaining_killed = False
 
     for now, event in enumerate(events):
         before = fields(process)
@@ -77,23 +83,31 @@ def test_process_invariants(events: list[ev.Event], init: bool, deadline: float)
         if key in NO_OPS:
             assert effects == () and fields(process) == before and len(recorder.seen) == seen
         else:
-            assert process.state is TABLE[key]
+            assert process.state is target(key, process)
             assert len(recorder.seen) == seen + 1
             record = recorder.seen[-1]
             assert (record.old, record.new, record.event) == (old, process.state, event)
             assert record.effects == effects and record.time == float(now)
 
-        if isinstance(event, ev.ProcessExited) and process.state is State.REAPING:
+        if isinstance(event, ev.ProcessExited) and old is State.RUNNING:
             accepted_status = event.status
+        if isinstance(event, ev.RemainingKilled) and old is State.KILLING:
+            remaining_killed = True
         for effect in effects:
+            if isinstance(effect, fx.StartDrain):
+                drains.append(event)
+                # the output is drained only once whatever else ran is dead
+                assert remaining_killed == kills
             if isinstance(effect, fx.RecordExit):
                 assert (old, process.state) == (State.REAPING, State.CLEANUP)
+                assert remaining_killed == kills
                 assert 0 <= effect.code <= 255
                 assert accepted_status is not None
                 assert effect.code == from_wait_status(accepted_status) == process.exit_code
                 record_exits.append(effect)
             if isinstance(effect, fx.KillRemaining):
-                assert init and isinstance(event, ev.ProcessExited)
+                assert kills and isinstance(event, ev.ProcessExited)
+                assert process.state is State.KILLING
             if isinstance(effect, fx.WatchPid):
                 assert isinstance(event, ev.PidKnown) and effect.pid == process.pid
 
@@ -102,6 +116,7 @@ def test_process_invariants(events: list[ev.Event], init: bool, deadline: float)
         reached_cleanup = process.state is State.CLEANUP
 
     assert len(record_exits) <= 1
+    assert len(drains) <= 1
     assert (process.exit_code is not None) == bool(record_exits)
     previous = State.STARTING
     for record in recorder.seen:

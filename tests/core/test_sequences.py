@@ -19,10 +19,8 @@ def test_init_happy_path() -> None:
     assert process.handle(ev.PidKnown(PID), 1.0) == (fx.WatchPid(PID),)
     assert (process.state, process.pid) == (S.RUNNING, PID)
 
-    assert process.handle(ev.ProcessExited(EXIT_3), 2.0) == (
-        fx.KillRemaining(),
-        fx.StartDrain(DEADLINE),
-    )
+    # A private PID namespace (the default): the kernel killed the rest, nothing to wait for.
+    assert process.handle(ev.ProcessExited(EXIT_3), 2.0) == (fx.StartDrain(DEADLINE),)
     # No exit code before the output is drained.
     assert (process.state, process.wait_status, process.exit_code) == (S.REAPING, EXIT_3, None)
 
@@ -36,6 +34,52 @@ def test_init_happy_path() -> None:
     ]
     # The record of PidKnown already carries the pid it made known.
     assert [t.pid for t in recorder.seen] == [PID, PID, PID]
+
+
+def test_init_sharing_the_host_pid_namespace_records_after_the_kill() -> None:
+    process, recorder = new_process(init=True, kills_remaining=True)
+    process.handle(ev.PidKnown(PID), 1.0)
+    assert process.handle(ev.ProcessExited(EXIT_3), 2.0) == (fx.KillRemaining(DEADLINE),)
+    assert (process.state, process.exit_code) == (S.KILLING, None)
+    # Nothing is drained or recorded while runc kill --all runs; a late EOF is ignored.
+    assert process.handle(ev.OutputDrained(), 2.5) == ()
+    assert process.handle(ev.KillRequested(9, True), 2.6) == ()
+    assert process.handle(ev.RemainingKilled(), 3.0) == (fx.StartDrain(DEADLINE),)
+    assert process.state is S.REAPING
+    assert process.handle(ev.OutputDrained(), 4.0) == (fx.RecordExit(3),)
+    assert [(t.old, t.new, type(t.event).__name__) for t in recorder.seen] == [
+        (S.STARTING, S.RUNNING, "PidKnown"),
+        (S.RUNNING, S.KILLING, "ProcessExited"),
+        (S.KILLING, S.REAPING, "RemainingKilled"),
+        (S.REAPING, S.CLEANUP, "OutputDrained"),
+    ]
+
+
+def test_a_failed_kill_of_the_rest_is_logged_and_the_exit_still_recorded() -> None:
+    process, _ = new_process(init=True, kills_remaining=True)
+    process.handle(ev.PidKnown(PID), 0)
+    process.handle(ev.ProcessExited(SIGKILL), 1)
+    warn, drain = process.handle(ev.RemainingKilled("runc kill --all: cgroup gone"), 2)
+    assert isinstance(warn, fx.Warn) and "cgroup gone" in warn.message
+    assert drain == fx.StartDrain(DEADLINE)
+    assert process.handle(ev.DrainExpired(), 3)[-1] == fx.RecordExit(137)
+
+
+def test_runtime_failed_while_killing_reports_and_keeps_killing() -> None:
+    process, _ = new_process(init=True, kills_remaining=True)
+    process.handle(ev.PidKnown(PID), 0)
+    process.handle(ev.ProcessExited(EXIT_3), 1)
+    assert process.handle(ev.RuntimeFailed("start", "late"), 2) == (
+        fx.ReportFailure("start", "late"),
+    )
+    assert process.state is S.KILLING
+    with pytest.raises(InvalidTransition, match="DrainExpired in state KILLING"):
+        process.handle(ev.DrainExpired(), 3)
+
+
+def test_only_an_init_can_kill_the_rest() -> None:
+    with pytest.raises(ValueError, match="only an init"):
+        Process("exec-1", init=False, drain_deadline=DEADLINE, kills_remaining=True)
 
 
 def test_exec_exit_kills_nothing_else() -> None:
