@@ -7,10 +7,18 @@ here, exactly as ``json.loads``/``json.dumps`` with their default arguments do:
 
 - ``dumps`` is the stdlib's own C encoder (``_json``: no ``re``), same separators,
   ``ensure_ascii``, ``NaN``/``Infinity`` and the same ``TypeError`` for other objects.
-- ``loads`` is a small recursive-descent parser: the grammar the stdlib accepts (also
+- ``loads`` is a small parser: the grammar the stdlib accepts (also
   ``NaN``, ``Infinity``, ``-Infinity``, lone surrogate escapes, duplicate keys: last wins),
   and a ``JSONDecodeError`` (a ``ValueError``) with the stdlib's ``msg``, ``pos``,
   ``lineno`` and ``colno`` on anything it rejects. Tests check both against ``json``.
+- Nesting (the one difference): open arrays and objects wait on a list, not on Python's
+  call stack, and at most ``MAX_DEPTH`` (512) may be open at once; one more ``[`` or ``{``
+  is a ``JSONDecodeError`` at its position, never a ``RecursionError``. ``json.loads`` has
+  no limit of its own: it raises ``RecursionError`` near the interpreter's recursion limit
+  (1000, less the caller's stack), and so does ``dumps`` (the C encoder). 512 stays clear
+  of both: whatever ``loads`` returns, ``json.loads`` reads alike and ``dumps`` can write
+  back (v2 rewrites config.json). Go's encoding/json allows 10000; a real config.json
+  nests fewer than 10 levels.
 """
 
 import _json
@@ -19,6 +27,8 @@ import _json
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+MAX_DEPTH = 512  # arrays and objects open at once; see the module docstring
 
 _WS = " \t\n\r"
 _DIGITS = "0123456789"
@@ -79,6 +89,7 @@ class _Parser:
     def __init__(self, doc: str) -> None:
         self.doc = doc
         self.end = 0
+        self.result: object = None  # the outermost value, once ``value`` completed it
 
     def fail(self, msg: str, pos: int) -> JSONDecodeError:
         return JSONDecodeError(msg, self.doc, pos)
@@ -90,14 +101,70 @@ class _Parser:
         return i
 
     def value(self, i: int) -> object:
+        """The value at ``i``; open arrays and objects wait on ``stack`` (``[container, key]``)."""
+        doc, stack = self.doc, list[list["Any"]]()
+        while True:
+            c = doc[i : i + 1]
+            if c == "[" or c == "{":
+                if len(stack) == MAX_DEPTH:
+                    raise self.fail(f"Arrays and objects nested deeper than {MAX_DEPTH}", i)
+                item: object = [] if c == "[" else {}
+                j = self.skip(i + 1)
+                if doc[j : j + 1] != ("]" if c == "[" else "}"):
+                    stack.append([item, None])
+                    i = j if c == "[" else self.member_name(j, stack[-1])
+                    continue
+                self.end = j + 1  # empty: complete already
+            else:
+                item = self.scalar(i)
+            i = self.close(stack, item)
+            if i < 0:
+                return self.result
+
+    def close(self, stack: list[list["Any"]], value: object) -> int:
+        """Add ``value`` to the innermost open container and close those that end here.
+
+        Returns where the next value starts, or -1 once the outermost value is complete
+        (it is then ``self.result``).
+        """
+        doc = self.doc
+        while stack:
+            frame = stack[-1]
+            container = frame[0]
+            if isinstance(container, list):
+                container.append(value)
+            else:
+                container[frame[1]] = value  # a duplicate key: the last one wins, as in json
+            i = self.skip(self.end)
+            c = doc[i : i + 1]
+            if c == ("]" if isinstance(container, list) else "}"):
+                stack.pop()
+                self.end, value = i + 1, container
+                continue
+            if c != ",":
+                raise self.fail("Expecting ',' delimiter", i)
+            i = self.skip(i + 1)
+            return i if isinstance(container, list) else self.member_name(i, frame)
+        self.result = value
+        return -1
+
+    def member_name(self, i: int, frame: list["Any"]) -> int:
+        """Read an object member's name and its ``:`` at ``i``; returns where its value starts."""
+        doc = self.doc
+        if doc[i : i + 1] != '"':
+            raise self.fail("Expecting property name enclosed in double quotes", i)
+        frame[1] = self.string(i + 1)
+        i = self.skip(self.end)
+        if doc[i : i + 1] != ":":
+            raise self.fail("Expecting ':' delimiter", i)
+        return self.skip(i + 1)
+
+    def scalar(self, i: int) -> object:
+        """A string, number or word (``null``, ``true``, ``NaN``...) at ``i``."""
         doc = self.doc
         c = doc[i : i + 1]  # "" at the end
         if c == '"':
             return self.string(i + 1)
-        if c == "{":
-            return self.json_object(i + 1)
-        if c == "[":
-            return self.json_array(i + 1)
         if c and c in "-0123456789":
             number = self.number(i)
             if number is not None:
@@ -180,43 +247,3 @@ class _Parser:
         if len(digits) != 4 or not all(d in _HEX for d in digits):
             raise self.fail("Invalid \\uXXXX escape", j + 1)
         return int(digits, 16)
-
-    def json_object(self, i: int) -> dict[str, object]:
-        doc, result = self.doc, dict[str, object]()
-        i = self.skip(i)
-        if doc[i : i + 1] == "}":
-            self.end = i + 1
-            return result
-        while True:
-            if doc[i : i + 1] != '"':
-                raise self.fail("Expecting property name enclosed in double quotes", i)
-            key = self.string(i + 1)
-            i = self.skip(self.end)
-            if doc[i : i + 1] != ":":
-                raise self.fail("Expecting ':' delimiter", i)
-            result[key] = self.value(self.skip(i + 1))
-            i = self.skip(self.end)
-            c = doc[i : i + 1]
-            if c == "}":
-                self.end = i + 1
-                return result
-            if c != ",":
-                raise self.fail("Expecting ',' delimiter", i)
-            i = self.skip(i + 1)
-
-    def json_array(self, i: int) -> list[object]:
-        doc, result = self.doc, list[object]()
-        i = self.skip(i)
-        if doc[i : i + 1] == "]":
-            self.end = i + 1
-            return result
-        while True:
-            result.append(self.value(i))
-            i = self.skip(self.end)
-            c = doc[i : i + 1]
-            if c == "]":
-                self.end = i + 1
-                return result
-            if c != ",":
-                raise self.fail("Expecting ',' delimiter", i)
-            i = self.skip(i + 1)

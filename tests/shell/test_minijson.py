@@ -150,3 +150,28 @@ def test_dumps_rejects_what_json_rejects() -> None:
     with pytest.raises(ValueError, match="Circular reference"):
         minijson.dumps(loop)
     assert minijson.dumps({"a": 1}) == '{"a": 1}'  # no stale marker left behind
+
+
+@pytest.mark.parametrize("open_", ["[", '{"a": '])
+def test_nesting_up_to_the_limit_is_read_like_json(open_: str) -> None:
+    """At MAX_DEPTH json still agrees, and dumps writes back what loads returned."""
+    close = "]" if open_ == "[" else "}"
+    text = open_ * minijson.MAX_DEPTH + "0" + close * minijson.MAX_DEPTH
+    value = minijson.loads(text)
+    assert value == json.loads(text)  # not same(): it recurses in Python, 2 frames a level
+    assert minijson.dumps(value) == text
+
+
+@pytest.mark.parametrize("depth", [minijson.MAX_DEPTH + 1, 100_000])
+@pytest.mark.parametrize("open_", ["[", '{"a": '])
+def test_nesting_past_the_limit_fails_where_it_starts(open_: str, depth: int) -> None:
+    """No RecursionError however deep: a JSONDecodeError at the first bracket too many."""
+    close = "]" if open_ == "[" else "}"
+    text = "\n" + open_ * depth + close * depth
+    with pytest.raises(minijson.JSONDecodeError) as info:
+        minijson.loads(text)
+    pos = 1 + len(open_) * minijson.MAX_DEPTH
+    assert text[pos] in "[{"
+    error = info.value
+    assert error.msg == f"Arrays and objects nested deeper than {minijson.MAX_DEPTH}"
+    assert (error.pos, error.lineno, error.colno) == (pos, 2, pos)
