@@ -3,6 +3,11 @@
 Rule: every problem is a ``SetupError`` whose message says which file and what
 is wrong with it (missing, not JSON with line/column, wrong type), so the
 caller gets one line that points at the fault.
+Rule 2: a field we act on is checked for its JSON type before it is used, never
+converted with ``int()``/``bool()`` (``bool("false")`` is True). What runc would
+refuse is refused here first, naming the field: a ``consoleSize`` width or
+height is an integer from 0 to 65535 (the kernel's ``struct winsize`` holds
+16 bits; runc would cut a larger one down to 16 bits).
 """
 
 import os
@@ -50,7 +55,8 @@ def read_json(path: str, what: str) -> dict[str, object]:
     except PermissionError as e:
         raise SetupError(f"{path}: {what} not readable: {e.strerror}") from e
     except minijson.JSONDecodeError as e:
-        raise SetupError(f"{path}: {what} is not valid JSON: {e.msg} at line {e.lineno}") from e
+        where = f"line {e.lineno} column {e.colno}"
+        raise SetupError(f"{path}: {what} is not valid JSON: {e.msg} at {where}") from e
     except UnicodeDecodeError as e:
         raise SetupError(f"{path}: {what} is not UTF-8 text") from e
     if not isinstance(data, dict):
@@ -68,9 +74,38 @@ def _process_fields(spec: ProcessSpec, process: object, where: str) -> None:
     if not isinstance(terminal, bool):
         raise SetupError(f"{where}: 'process.terminal' must be true or false")
     spec.terminal = terminal
-    size = process.get("consoleSize")
-    if isinstance(size, dict):
-        spec.console_size = (int(size.get("width", 0)), int(size.get("height", 0)))
+    spec.console_size = _console_size(process.get("consoleSize"), where)
+
+
+def _console_size(size: object, where: str) -> tuple[int, int] | None:
+    """``process.consoleSize`` as (cols, rows); absent or null members are 0, as runc reads them."""
+    if size is None:
+        return None
+    if not isinstance(size, dict):
+        raise SetupError(f"{where}: 'process.consoleSize' must be a JSON object")
+    cols, rows = (_dimension(size, name, where) for name in ("width", "height"))
+    return cols, rows
+
+
+def _dimension(size: dict[str, object], name: str, where: str) -> int:
+    value = size.get(name)
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= 0xFFFF:  # type(): a bool is no int here
+        raise SetupError(
+            f"{where}: 'process.consoleSize.{name}' must be an integer "
+            f"from 0 to 65535, got {value!r:.40}"
+        )
+    return value
+
+
+def _flag(data: dict[str, object], name: str, where: str) -> bool:
+    value = data.get(name, False)
+    if value is None:  # Go's encoding/json writes nothing or false; null reads as false
+        return False
+    if not isinstance(value, bool):
+        raise SetupError(f"{where}: '{name}' must be true or false, got {value!r:.40}")
+    return value
 
 
 def _has_private_pidns(config: dict[str, object]) -> bool:
@@ -101,7 +136,7 @@ def load_process(procdir: str, bundle: str) -> ProcessSpec:
     data = read_json(path, "process.json")
     spec = ProcessSpec()
     _process_fields(spec, data, path)
-    spec.exec = bool(data.get("exec", False))
+    spec.exec = _flag(data, "exec", path)
     for name in ("stdin", "stdout", "stderr"):
         value = data.get("containerd" + name.capitalize()) or os.devnull
         if not isinstance(value, str):
@@ -111,7 +146,7 @@ def load_process(procdir: str, bundle: str) -> ProcessSpec:
     if not isinstance(runtime_args, list) or not all(isinstance(a, str) for a in runtime_args):
         raise SetupError(f"{path}: 'runtimeArgs' must be a list of strings")
     spec.runtime_args = runtime_args
-    spec.no_pivot = bool(data.get("noPivotRoot", False))
+    spec.no_pivot = _flag(data, "noPivotRoot", path)
     checkpoint = data.get("checkpoint") or ""
     if checkpoint:
         # `runc restore` needs CRIU, which fails on this kernel (spec 15 L): refuse

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from epollshim import minijson
 from epollshim.bundle import write_bundle
 
 from .conftest import SeedFactory, Workdir
@@ -64,6 +65,47 @@ def test_config_json_missing_process(seed: SeedFactory) -> None:
     (bundle / "config.json").write_text(json.dumps(config))
     shim.start([str(shim.state_dir), shim.id], cwd=bundle)
     check_failure(shim, EXIT_SETUP, "process.args")
+
+
+@pytest.mark.parametrize(
+    ("size", "needle"),
+    [
+        ({"width": "x", "height": 24}, "'process.consoleSize.width'"),
+        ({"width": 80, "height": -1}, "'process.consoleSize.height'"),
+        ({"width": True, "height": 24}, "'process.consoleSize.width'"),
+        ({"width": 80, "height": 2.5}, "'process.consoleSize.height'"),
+        ({"width": 80, "height": 65536}, "'process.consoleSize.height'"),
+        ([80, 24], "'process.consoleSize'"),
+    ],
+    ids=["width-string", "height-negative", "width-bool", "height-float", "height-big", "list"],
+)
+def test_config_json_bad_console_size(seed: SeedFactory, size: object, needle: str) -> None:
+    """A terminal size runc would misread or refuse is our bad input (exit 1), named."""
+    shim = seed(["true"], terminal=True, start=False)
+    bundle: Path = shim.bundle
+    config = json.loads((bundle / "config.json").read_text())
+    config["process"]["consoleSize"] = size
+    (bundle / "config.json").write_text(json.dumps(config))
+    shim.start([str(shim.state_dir), shim.id], cwd=bundle)
+    check_failure(shim, EXIT_SETUP, str(bundle / "config.json"), needle)
+
+
+def test_config_json_nested_too_deep(seed: SeedFactory) -> None:
+    """100,000 nested arrays: a named JSON error at the level past the limit, no RecursionError."""
+    shim = seed(["true"], start=False)
+    bundle: Path = shim.bundle
+    prefix = '{"process": {"args": ["true"]}, "deep": '
+    depth = 100_000
+    (bundle / "config.json").write_text(prefix + "[" * depth + "]" * depth + "}")
+    shim.start([str(shim.state_dir), shim.id], cwd=bundle)
+    column = len(prefix) + minijson.MAX_DEPTH  # the first "[" past the limit, counted from 1
+    check_failure(
+        shim,
+        EXIT_SETUP,
+        str(bundle / "config.json"),
+        f"nested deeper than {minijson.MAX_DEPTH}",
+        f"line 1 column {column}",
+    )
 
 
 def test_no_bundle_in_cwd(seed: SeedFactory, workdir: Workdir) -> None:
