@@ -86,7 +86,7 @@ def shim_main(argv: list[str]) -> int:
         return EXIT_USAGE
     from epollshim import config as configmod
     from epollshim.log import Log
-    from epollshim.v0.shim import Options, SeedShim
+    from epollshim.v0.shim import Options, SeedShim, check_state_dir
     from epollshim.v0.spec import SetupError
 
     cwd = os.getcwd()
@@ -100,8 +100,7 @@ def shim_main(argv: list[str]) -> int:
     log = Log()
     log.add_sink(2, "text", "warn")
     try:
-        if not os.path.isdir(shim_opts.state_dir):
-            raise SetupError(f"{shim_opts.state_dir}: state directory not found")
+        check_state_dir(shim_opts.state_dir)
         cfg = configmod.load(opts.get("--config"))
         _configure_log(log, cfg, shim_opts.state_dir)
     except (configmod.ConfigError, SetupError) as e:
@@ -144,13 +143,17 @@ def _configure_log(log: object, cfg: dict[str, dict[str, object]], state_dir: st
     assert isinstance(log, Log)
     section = cfg["log"]
     level, fmt, dest = str(section["level"]), str(section["format"]), str(section["destination"])
-    if dest == "state-dir":
-        log.open_file(os.path.join(state_dir, "shim-log.json"), fmt, level)
-    elif dest == "stderr":
+    if dest == "stderr":
         log.sinks = [(fd, f, t) for fd, f, t in log.sinks if fd != 2]
         log.add_sink(2, fmt, level)
-    else:
-        log.open_file(dest, fmt, level)
+        return
+    path = os.path.join(state_dir, "shim-log.json") if dest == "state-dir" else dest
+    try:
+        log.open_file(path, fmt, level)
+    except OSError as e:  # EROFS, EACCES, ENOENT...: the shim cannot keep its log there
+        from epollshim.v0.spec import SetupError
+
+        raise SetupError(f"{path}: cannot open the shim log: {e.strerror}") from e
 
 
 def _early_error(usage: str | None, log_path: str | None, message: str | None = None) -> None:
@@ -166,5 +169,5 @@ def _early_error(usage: str | None, log_path: str | None, message: str | None = 
             log = Log()
             log.open_file(log_path, "json", "error")
             log.error(message)
-        except OSError:  # the state dir itself is missing: stderr said it already
+        except OSError:  # ENOENT, EROFS, EACCES: no state dir, or not writable; stderr said it
             pass

@@ -62,6 +62,19 @@ class Options:
         self.drain_deadline = 5.0
 
 
+def check_state_dir(path: str) -> None:
+    """The state dir must exist and be writable: runc writes ``pid`` there, we ``exitStatus``.
+
+    access(2) answers EROFS on a read-only mount even for root (whom file modes do not stop).
+    """
+    if not os.path.isdir(path):
+        raise SetupError(f"{path}: state directory not found")
+    if not os.access(path, os.W_OK):
+        readonly = os.statvfs(path).f_flag & os.ST_RDONLY
+        why = "on a read-only file system" if readonly else "permission denied"
+        raise SetupError(f"{path}: state directory not writable: {why}")
+
+
 def _release_stdout() -> None:
     """Point fd 1 at /dev/null once the stdio FIFOs are open (the shim never writes it).
 

@@ -2,17 +2,20 @@
 
 Exit codes (``epollshim.v0.shim``): 1 bad input (bundle, config.json, FIFOs,
 config file), 2 usage, 3 the runtime failed. Every failure must leave: one
-line on stderr and an ``error`` record in ``shim-log.json`` naming the fault;
-no container in the private runc root; no runc or container process; no
-console socket directory; nobody holding a file in the state directory.
+line on stderr and an ``error`` record in ``shim-log.json`` naming the fault
+(where the state dir exists and is writable); no container in the private
+runc root; no runc or container process; no console socket directory; nobody
+holding a file in the state directory; no mount made by the test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +44,23 @@ def check_failure(shim: Shim, code: int, *needles: str) -> None:
         assert any(needle in msg for msg in errors), f"{needle!r} not in {errors}"
     assert not (shim.state_dir / "exitStatus").exists()
     shim.assert_nothing_left()
+
+
+@contextlib.contextmanager
+def read_only_bind_mount(path: str) -> Iterator[None]:
+    """``path`` is read-only for everyone, root included, until the block ends.
+
+    mount(8): a bind mount of ``path`` onto itself, remounted read-only. It is always
+    unmounted; if something still uses it (a shim that did not end), it is detached
+    lazily so that no mount outlives the test.
+    """
+    subprocess.run(["mount", "--bind", path, path], check=True, timeout=DEADLINE)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", path], check=True, timeout=DEADLINE)
+        yield
+    finally:
+        if subprocess.run(["umount", path], timeout=DEADLINE, check=False).returncode:
+            subprocess.run(["umount", "--lazy", path], check=True, timeout=DEADLINE)
 
 
 def test_command_not_in_container(seed: SeedFactory, terminal: bool) -> None:
@@ -145,6 +165,37 @@ def test_missing_state_dir(seed: SeedFactory, workdir: Workdir) -> None:
     lines = [ln for ln in shim.stderr().splitlines() if ln.strip()]
     assert len(lines) == 1 and str(gone) in lines[0], lines
     assert not gone.exists()  # nowhere to write a record, and nothing created
+    shim.assert_nothing_left()
+
+
+@pytest.mark.parametrize(
+    "config",
+    ["", "log:\n  destination: stderr\n  format: text\n"],
+    ids=["log-in-state-dir", "log-to-stderr"],
+)
+def test_read_only_state_dir(seed: SeedFactory, workdir: Workdir, config: str) -> None:
+    """A state dir the shim cannot write: one line naming it; no record is possible there.
+
+    Root ignores file modes, so the dir is made read-only with a read-only bind mount
+    of itself (mount(8): a bind mount is made read-only by remounting it). Whether the
+    log goes there or not, it is our bad input (1), not runc's failure (3).
+    """
+    opts: tuple[str, ...] = ()
+    if config:
+        (workdir.base / "log.yaml").write_text(config)
+        opts = ("--config", str(workdir.base / "log.yaml"))
+    shim = seed(["true"], start=False)
+    state = str(shim.state_dir)
+    with read_only_bind_mount(state):
+        shim.start([state, shim.id], cwd=shim.bundle, opts=opts)
+        assert shim.proc is not None
+        assert shim.proc.wait(timeout=DEADLINE) == EXIT_SETUP, shim.stderr()
+    assert not os.path.ismount(state)
+    lines = [ln for ln in shim.stderr().splitlines() if ln.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {lines}"
+    assert lines[0].startswith("epollshim: error: ")
+    assert f"{state}: state directory not writable: on a read-only file system" in lines[0]
+    assert sorted(os.listdir(state)) == ["control", "exit", "stderr", "stdin", "stdout"]
     shim.assert_nothing_left()
 
 
