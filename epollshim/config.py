@@ -4,6 +4,9 @@ Rule 1: this is the only module that imports ``yaml``, and only inside
 ``load`` when a file is actually given (``import yaml`` costs ~1.2 MB).
 Rule 2: an unknown key or a value of the wrong type is a ``ConfigError`` that
 names the file and the dotted key; nothing is started after one.
+Rule 3: ``log.destination`` is ``state-dir``, ``stderr`` or an absolute path.
+A relative one would be opened against the shim's cwd (the bundle or the
+process dir), not the user's, so it is refused at load like a bad value.
 Every key and its default is documented in ``conf/epollshim.yaml``; a test
 loads that file and checks it equals ``DEFAULTS``.
 """
@@ -35,6 +38,11 @@ DEFAULTS: dict[str, dict[str, object]] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "log.level": ("debug", "info", "warn", "error"),
     "log.format": ("json", "text"),
+}
+
+# key -> the words it accepts besides an absolute path (Rule 3)
+ABSOLUTE: dict[str, tuple[str, ...]] = {
+    "log.destination": ("state-dir", "stderr"),
 }
 
 
@@ -103,6 +111,9 @@ def _check(path: str, section: str, key: str, value: object) -> object:
     choices = CHOICES.get(dotted)
     if choices and value not in choices:
         raise ConfigError(f"{path}: '{dotted}' must be one of {', '.join(choices)}, got {value!r}")
+    if dotted in ABSOLUTE and value not in ABSOLUTE[dotted] and not str(value).startswith("/"):
+        words = ", ".join(ABSOLUTE[dotted])
+        raise ConfigError(f"{path}: '{dotted}' must be {words} or an absolute path, got {value!r}")
     return value
 
 

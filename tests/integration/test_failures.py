@@ -206,14 +206,25 @@ def test_read_only_state_dir(seed: SeedFactory, workdir: Workdir, config: str) -
         ("runtime:\n  path: 5\n", "'runtime.path'"),
         ("log:\n  level: loud\n", "'log.level'"),
         ("nonsense: {}\n", "'nonsense'"),
+        ("log:\n  destination: relative/path.log\n", "'log.destination'"),
     ],
-    ids=["unknown-key", "wrong-type", "bad-choice", "unknown-section"],
+    ids=["unknown-key", "wrong-type", "bad-choice", "unknown-section", "relative-log-path"],
 )
 def test_bad_config_file(seed: SeedFactory, workdir: Workdir, text: str, needle: str) -> None:
     config = workdir.base / "bad.yaml"
     config.write_text(text)
     shim = seed(["true"], opts=("--config", str(config)))
     check_failure(shim, EXIT_SETUP, str(config), needle)
+
+
+def test_log_destination_cannot_be_opened(seed: SeedFactory, workdir: Workdir) -> None:
+    """An absolute log.destination in a missing dir: named; the record goes to the state dir."""
+    config = workdir.base / "log.yaml"
+    gone = workdir.base / "no-such-dir" / "shim.log"
+    config.write_text(f"log:\n  destination: {gone}\n")
+    shim = seed(["true"], opts=("--config", str(config)))
+    check_failure(shim, EXIT_SETUP, f"{gone}: cannot open the shim log: No such file or directory")
+    assert not gone.parent.exists()
 
 
 def test_usage_error(workdir: Workdir) -> None:

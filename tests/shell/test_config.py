@@ -63,6 +63,8 @@ def test_override_keeps_the_other_keys(tmp_path: Path) -> None:
         ("runtime:\n  root: null\n", "'runtime.root'", "must be a str"),
         ("log:\n  level: loud\n", "'log.level'", "must be one of debug, info, warn, error"),
         ("log:\n  format: xml\n", "'log.format'", "must be one of json, text"),
+        ("log:\n  destination: relative/path.log\n", "'log.destination'", "absolute path"),
+        ("log:\n  destination: ''\n", "'log.destination'", "absolute path"),
         ("log: debug\n", "'log'", "must be a mapping"),
     ],
 )
