@@ -2,9 +2,10 @@
 
 The init of a container without a private PID namespace leaves its children running when
 it dies; the shim runs ``runc kill --all ID KILL`` and writes ``exitStatus`` only once that
-ended (the KILLING state, shown by ``--trace-states``). The test watches the state dir with inotify, so it looks at the
-child the moment ``exitStatus`` appears, before the shim's own ``runc delete`` (which kills
-such a container's processes too) can hide a difference.
+ended (the KILLING state, shown by ``--trace-states``). The test watches the state dir
+with inotify, so it looks at the child the moment ``exitStatus`` appears, before the
+shim's own ``runc delete`` (which kills such a container's processes too) can hide a
+difference.
 """
 
 from __future__ import annotations
