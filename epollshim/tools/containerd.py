@@ -152,6 +152,21 @@ class PrivateContainerd:
         self._terminate()
         self._spawn_and_wait()
 
+    def crash(self) -> None:
+        """SIGKILL containerd by pid (an OOM kill, a crash): shims and tasks stay behind."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            raise ContainerdError("containerd is not running")
+        proc.kill()
+        proc.wait(timeout=15)
+        self._proc = None
+
+    def revive(self) -> None:
+        """Start containerd again on the same dirs after ``crash`` (it reconnects to shims)."""
+        if self.pid is not None:
+            raise ContainerdError(f"containerd already running as pid {self.pid}")
+        self._spawn_and_wait()
+
     def stop(self) -> None:
         """End containerd and everything it left; remove our dir unless asked to keep it."""
         if self._stopped:

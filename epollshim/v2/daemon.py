@@ -9,8 +9,11 @@ callbacks.
 Rules:
 - SIGCHLD: reap everything, route each pid through the ExitRouter (runc calls and
   container processes alike). SIGTERM/SIGINT: shut down if no container is left.
-- Shutdown (the last container deleted): stop accepting, flush queued events (at most
-  5 s), remove the socket, exit 0 with ``os._exit`` (no interpreter teardown).
+- Every ttrpc call kicks the event publisher: containerd talking to us means it is
+  back, so queued events go now instead of after the publisher's back-off.
+- Shutdown (the last container deleted): stop accepting, remove the socket, flush
+  queued events (until the queue is empty, or 1 s without answer when containerd is
+  unreachable), exit 0 with ``os._exit`` (no interpreter teardown).
 """
 
 import os
@@ -26,10 +29,8 @@ from epollshim.shell.signals import SIGCHLD, SIGINT, SIGTERM, Signals, describe
 from epollshim.v2.container import Context
 from epollshim.v2.events import Publisher
 from epollshim.v2.main import Flags, UsageError, parse
-from epollshim.v2.server import Server
+from epollshim.v2.server import Call, Server
 from epollshim.v2.service import TaskService
-
-FLUSH_DEADLINE = 5.0
 
 
 class Daemon:
@@ -47,8 +48,12 @@ class Daemon:
         self.ctx.namespace = flags.get("namespace")
         self.ctx.observers.append(self.recorder)
         self.service = TaskService(self.ctx, self.shutdown)
-        self.server = Server(self.loop, log, listener, self.service.dispatch)
+        self.server = Server(self.loop, log, listener, self._dispatch)
         self.stopping = False
+
+    def _dispatch(self, call: Call) -> None:
+        self.publisher.kick()
+        self.service.dispatch(call)
 
     def _callback_failed(self, error: Exception) -> None:
         """A bug hit one callback: say so with the recent transitions, keep serving the rest."""
@@ -93,7 +98,7 @@ class Daemon:
             os.unlink(self.socket_path)
         except OSError:  # ENOENT: `delete` or an operator removed it already
             pass
-        self.publisher.flush(self.loop.stop, FLUSH_DEADLINE)
+        self.publisher.flush(self.loop.stop)
 
     def run(self) -> int:
         self.loop.run()
