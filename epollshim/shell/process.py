@@ -16,6 +16,14 @@ Facts and rules:
   default), cwd set.
 * A failed exec is reported through a close-on-exec pipe, so "runc not found"
   is an error at spawn time, not a mysterious exit status 127.
+* runc calls take the quick path, ``spawn_quick``: ``os.posix_spawn`` of a path
+  resolved once by ``find_program`` (glibc runs it as vfork + exec: no copy of the
+  interpreter's page tables, no Python in the child; about 1 ms from call to exec
+  here against 4 ms for fork + execve and 7 ms for fork + execvpe, which imports
+  ``warnings`` afresh in every child to search PATH). The child keeps our cwd, gets
+  default dispositions and an empty mask, and no PDEATHSIG (posix_spawn cannot set
+  it): a runc call the shim does not live to see ends by itself, and ``delete``
+  cleans up after a shim that died, as after any shim crash.
 """
 
 import errno
@@ -23,7 +31,7 @@ import os
 
 from epollshim.core.exits import ExitRouter
 from epollshim.shell import libc
-from epollshim.shell.signals import SIGKILL, reset_in_child
+from epollshim.shell.signals import RESETTABLE, SIGKILL, reset_in_child
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -87,6 +95,39 @@ def spawn(
         _, _, message = report.decode(errors="replace").partition(":")
         raise SpawnError(f"cannot execute {argv[0]}: {message}")
     return pid
+
+
+def find_program(name: str, path: str | None = None) -> str:
+    """``name`` as execvp would find it on ``path`` (default $PATH); ``name`` if nowhere."""
+    if "/" in name:
+        return name
+    dirs = (os.environ.get("PATH", os.defpath) if path is None else path).split(os.pathsep)
+    for directory in dirs:
+        candidate = os.path.join(directory or ".", name)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return name  # spawn_quick reports it as not found
+
+
+def spawn_quick(argv: list[str], *, stdio: tuple[int, int, int], env: dict[str, str]) -> int:
+    """posix_spawn ``argv`` (``argv[0]`` a path) with ``stdio`` as its 0/1/2; return its pid."""
+    high = [os.dup(fd) if fd <= 2 else fd for fd in stdio]  # CLOEXEC copies: no clobbering
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(high)]
+        return os.posix_spawn(
+            argv[0],
+            argv,
+            env,
+            file_actions=actions,
+            setsigmask=(),
+            setsigdef=RESETTABLE,
+        )
+    except OSError as e:  # ENOENT, EACCES, ENOEXEC: exec failed in the child
+        raise SpawnError(f"cannot execute {argv[0]}: {e.strerror}") from e
+    finally:
+        for fd, original in zip(high, stdio, strict=True):
+            if fd != original:
+                os.close(fd)
 
 
 def reap_all() -> list[tuple[int, int]]:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from epollshim import minijson
 from epollshim.core.exitcode import from_wait_status
 from epollshim.core.exits import ExitRouter
-from epollshim.shell.process import runtime_env, spawn
+from epollshim.shell.process import find_program, runtime_env, spawn_quick
 
 Done = Callable[[int, str], None]  # (exit code, runc's last error message or "")
 
@@ -29,7 +29,8 @@ class Runtime:
         extra: list[str] | None = None,
     ) -> None:
         self.router = router
-        self.path = path
+        self.path = find_program(path)  # once: a child searching PATH costs ms per call
+        self.env = runtime_env()
         self.root = root
         self.log_path = log_path
         self.extra = extra or []
@@ -46,12 +47,14 @@ class Runtime:
         done: Done,
         *,
         stdio: tuple[int, int, int] | None = None,
-        cwd: str | None = None,
     ) -> int:
-        """Start ``runc ARGS``; ``done`` is called from the reaper. Returns its pid."""
+        """Start ``runc ARGS``; ``done`` is called from the reaper. Returns its pid.
+
+        runc runs in our cwd: every path we pass it is absolute (``--bundle`` included).
+        """
         offset = self._log_size()
         argv = self.argv(*args)
-        pid = spawn(argv, stdio=stdio or (self.devnull,) * 3, cwd=cwd, env=runtime_env())
+        pid = spawn_quick(argv, stdio=stdio or (self.devnull,) * 3, env=self.env)
 
         def finished(status: int) -> None:
             code = from_wait_status(status)

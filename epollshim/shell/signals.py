@@ -35,6 +35,12 @@ SIGCHLD, SIGINT, SIGKILL, SIGTERM = (
 
 Handler = Callable[[int], None]
 
+# What a child must find at its default disposition (posix_spawn's setsigdef); Python
+# ignores SIGPIPE and SIGXFSZ, and our handlers are for us alone.
+RESETTABLE = tuple(
+    s for s in _signal.valid_signals() if s not in (_signal.SIGKILL, _signal.SIGSTOP)
+)
+
 # Synchronous signals and SIGCONT keep their defaults; SIGKILL/SIGSTOP can't be caught.
 _UNTOUCHED = {
     _signal.SIGKILL,

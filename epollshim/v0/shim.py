@@ -207,7 +207,7 @@ class SeedShim:
             args += ["--no-pivot"] if self.spec.no_pivot else []
         args += ["--pid-file", pidfile, self.opts.id]
         try:
-            self.runtime.run(args, self._created, stdio=stdio, cwd=self.opts.bundle)
+            self.runtime.run(args, self._created, stdio=stdio)
         except SpawnError as e:
             raise SetupError(f"{self.opts.runtime}: {e}") from e
         finally:

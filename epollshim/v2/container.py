@@ -334,7 +334,7 @@ class Container:
                 done(code, message)
 
         try:
-            self.runtime.run(args, finished, cwd=self.bundle)
+            self.runtime.run(args, finished)
         except (OSError, SpawnError) as e:  # fork failed; runc missing or not executable
             finished(1, f"cannot run {self.runtime.path}: {e}")
 

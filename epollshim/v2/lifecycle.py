@@ -102,7 +102,7 @@ class Lifecycle:
             self._created(call, req, c, code, message)
 
         try:
-            runtime.run(args, created, stdio=stdio, cwd=bundle)
+            runtime.run(args, created, stdio=stdio)
         except SpawnError as e:
             created(1, str(e))
         finally:
@@ -208,7 +208,7 @@ class Lifecycle:
             self._exec_started(call, c, p, pidfile, code, message)
 
         try:
-            c.runtime.run(args, done, stdio=stdio, cwd=c.bundle)
+            c.runtime.run(args, done, stdio=stdio)
         except SpawnError as e:
             done(1, str(e))
         finally:
@@ -329,7 +329,7 @@ def run_captured(
         os.close(in_w)
     loop.add_reader(out_r, readable)
     try:
-        c.runtime.run(args, finished, stdio=(in_r, out_w, out_w), cwd=c.bundle)
+        c.runtime.run(args, finished, stdio=(in_r, out_w, out_w))
     except SpawnError as e:
         finished(1, str(e))
     finally:
