@@ -109,13 +109,24 @@ class Daemon:
 
 
 def main() -> None:
-    log = Log()
+    """The daemon as its own program (``start`` forks it instead when it can: see there)."""
     try:
         flags = parse(sys.argv[1:])
         fd = int(flags.get("fd", "-1"))
     except (UsageError, ValueError) as e:
         os.write(2, f"epollshim daemon: bad arguments: {e}\n".encode())
         sys.exit(2)
+    os._exit(serve(flags, fd))
+
+
+def serve(flags: Flags, fd: int) -> int:
+    """Serve the listening socket ``fd`` until shutdown; the exit status.
+
+    The caller ends the process with ``os._exit(status)``: everything is closed and every
+    log line went out with os.write, so the interpreter's teardown (~10-30 ms of CPU,
+    right when containerd runs our ``delete`` next to it) is skipped.
+    """
+    log = Log()
     log.add_sink(2, "json", "debug" if flags.flag("debug") else "info")
     config = None
     path = os.environ.get("EPOLLSHIM_CONFIG")
@@ -126,14 +137,11 @@ def main() -> None:
             config = config_module.load(path)
         except config_module.ConfigError as e:
             log.error(str(e))
-            sys.exit(1)
+            return 1
     listener = sockets.from_fd(fd)
     os.set_inheritable(fd, False)
     daemon = Daemon(flags, listener, log)
     daemon.configure(config)
     daemon.setup_signals()
     log.debug(f"serving {flags.get('socket')} for namespace {flags.get('namespace')}")
-    status = daemon.run()
-    # Everything is closed and every log line went out with os.write: skip the interpreter's
-    # teardown (~10-30 ms of CPU, right when containerd runs our ``delete`` next to it).
-    os._exit(status)
+    return daemon.run()

@@ -5,8 +5,14 @@ Rules (spec sections 2.3, 2.4, 2.6):
   print only ``unix://<path>``; errors go to stderr and exit 1.
 - The daemon must not hold that pipe: its fds are 0,1 = /dev/null, 2 = the bundle's
   ``log`` FIFO (non-blocking: a full log never stalls the loop), and the listening socket.
-- The daemon is a fresh ``sys.executable -I -S`` (no site, no user paths), not a fork of
-  this process: it pays only for what it imports itself (DESIGN.md section 6).
+- The daemon is a fork of this process when this one runs without ``site`` (the lean
+  launcher: ``python -IS``): it skips a second interpreter start-up (~10 ms on every
+  container start) and imports its modules itself, after the fork, while ``start``
+  answers containerd. It drops ``start`` from its command line (``/proc/self/mem`` over
+  its own argv), so ``ps`` shows ``containerd-shim-epollshim-v2 -namespace NS -address A
+  -publish-binary B -id ID``, the form runc-v2's daemon has. Started with ``site`` (pip's
+  console script), ``start`` execs a fresh ``sys.executable -I -S`` instead, so the
+  daemon never carries ``site``'s modules (DESIGN.md section 6).
 - Grouping: when the bundle's annotations carry the group key, the socket name hashes the
   group id instead of the container id, and a shim already listening there is reused.
 - ``shim_cgroup`` of the runtime options (``containerd.linux.runc.CreateOptions`` on stdin)
@@ -145,13 +151,71 @@ def daemon_argv(flags: Flags, sock_path: str, fd: int) -> list[str]:
     return [sys.executable, "-I", "-S", "-c", code, *args.argv()]
 
 
-def spawn_daemon(argv: list[str], bundle: str, listen_fd: int) -> int:
-    """Fork and exec the daemon with the stdio of spec 2.4; return its pid."""
+def _daemon_stdio(bundle: str) -> tuple[int, int]:
+    """(/dev/null, the bundle's log FIFO) for the daemon's 0/1 and 2 (spec 2.4)."""
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         log = os.open(os.path.join(bundle, "log"), os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:  # no log FIFO (run by hand): lose the daemon's diagnostics
         log = os.dup(devnull)
+    return devnull, log
+
+
+def start_daemon(flags: Flags, sock_path: str, sock: "_socket.socket", bundle: str) -> int:
+    """The daemon serving ``sock``: forked when we are lean, else exec'd; its pid."""
+    if not sys.flags.no_site:
+        return spawn_daemon(daemon_argv(flags, sock_path, sock.fileno()), bundle, sock.fileno())
+    devnull, log = _daemon_stdio(bundle)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the daemon: never returns
+        status = 1
+        try:
+            os.setpgid(0, 0)  # its own process group, as containerd gives the shim
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(log, 2)
+            os.close(devnull)
+            os.close(log)
+            drop_from_cmdline(flags.action)
+            flags.action = ""
+            flags.values["socket"] = sock_path
+            from epollshim.v2.daemon import serve
+
+            status = serve(flags, sock.detach())
+        except BaseException as e:  # a bug: one line in containerd's log, then gone
+            os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
+        os._exit(status)
+    os.close(devnull)
+    os.close(log)
+    return pid
+
+
+def drop_from_cmdline(word: str) -> None:
+    """Blank the last argument ``word`` of our command line (what ``ps`` shows).
+
+    proc(5): fields 48 and 49 of /proc/self/stat bound the argv strings in our memory;
+    writing NULs over the word through /proc/self/mem changes /proc/self/cmdline. Only
+    looks: any surprise (a changed command line, no /proc) leaves it as it is.
+    """
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        arg_start, arg_end = int(fields[45]), int(fields[46])
+        with open("/proc/self/cmdline", "rb") as f:
+            cmdline = f.read()
+        tail = b"\0" + word.encode() + b"\0"
+        if not word or arg_end - arg_start != len(cmdline) or not cmdline.endswith(tail):
+            return
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(arg_end - len(word) - 1)
+            mem.write(b"\0" * len(word))
+    except (OSError, ValueError, IndexError):  # EACCES, ENOENT, EIO: cosmetic, never fatal
+        pass
+
+
+def spawn_daemon(argv: list[str], bundle: str, listen_fd: int) -> int:
+    """Fork and exec the daemon with the stdio of spec 2.4; return its pid."""
+    devnull, log = _daemon_stdio(bundle)
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child, until exec
@@ -242,7 +306,7 @@ def run(flags: Flags) -> int:
             sock = listen(path)
             try:
                 write_address(bundle, address)
-                pid = spawn_daemon(daemon_argv(flags, path, sock.fileno()), bundle, sock.fileno())
+                pid = start_daemon(flags, path, sock, bundle)
                 if cgroup:
                     try:
                         join_cgroup(pid, cgroup)

@@ -94,8 +94,10 @@ def test_daemon_joins_the_shim_cgroup(tmp_path: Path, cgroup: str) -> None:
     address = r.stdout.decode()
     assert address.startswith(f"unix://{tmp_path / 's'}/")
     [daemon] = _procs(os.path.join(hierarchy(), cgroup.lstrip("/")))
-    cmdline = Path(f"/proc/{daemon}/cmdline").read_bytes().split(b"\0")
-    assert b"epollshim.v2.daemon" in b" ".join(cmdline)
+    # forked from start (no second interpreter), start's command line without "start"
+    cmdline = [a for a in Path(f"/proc/{daemon}/cmdline").read_bytes().split(b"\0") if a]
+    assert b"epollshim.v2.main" in b" ".join(cmdline)
+    assert cmdline[-2:] == [b"-id", b"c1"]
     assert any(
         arg.endswith(cgroup.encode()) for arg in Path(f"/proc/{daemon}/cgroup").read_bytes().split()
     )
@@ -125,10 +127,11 @@ def test_no_options_is_the_common_case(tmp_path: Path) -> None:
 
     with socket.socket(socket.AF_UNIX) as s:  # the daemon accepts: ask it to stop
         s.connect(sock)
+    ours = str(tmp_path / "c.sock").encode()  # the -address start was given: the daemon's too
     pids = [
         int(p)
         for p in os.listdir("/proc")
-        if p.isdigit() and sock.encode() in Path(f"/proc/{p}/cmdline").read_bytes()
+        if p.isdigit() and ours in Path(f"/proc/{p}/cmdline").read_bytes()
     ]
     assert len(pids) == 1
     os.kill(pids[0], signal.SIGTERM)
