@@ -11,7 +11,9 @@ Rules (spec section 3):
   registered. A peer that lets more than ``MAX_BUFFERED`` pile up is closed.
 - Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
   of the old connection is simply forgotten).
-- Peers must have our uid (SO_PEERCRED), as the Go shim checks; root may connect too.
+- Peers must have our effective uid and gid (SO_PEERCRED), as ttrpc's
+  ``UnixSocketRequireSameUser`` checks for runc-v2: root in another group is refused too,
+  with one log line naming the peer's pid, uid and gid.
 """
 
 import os
@@ -27,6 +29,7 @@ from epollshim.v2.pb import Message
 
 MAX_BUFFERED = 16 << 20
 RECV_SIZE = 65536
+PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
 class Call:
@@ -181,12 +184,13 @@ class Server:
 
 
 def _peer_denied(sock: sockets.Socket) -> str:
-    """Why the peer may not talk to us, or "" (SO_PEERCRED: pid, uid, gid)."""
+    """Why the peer may not talk to us, or "" (SO_PEERCRED: it must be our uid and gid)."""
     try:
-        creds = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
+        creds = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, PEERCRED.size)
+    except OSError as e:  # ENOTCONN, EOPNOTSUPP: no credentials, no entry
+        return f"no peer credentials: {e.strerror}"
+    pid, uid, gid = PEERCRED.unpack(creds)
+    ours = os.geteuid(), os.getegid()
+    if (uid, gid) == ours:
         return ""
-    _, uid, _ = struct.unpack("3i", creds)
-    if uid in (0, os.getuid()):
-        return ""
-    return f"peer uid {uid} is not ours ({os.getuid()})"
+    return f"peer pid {pid} uid {uid} gid {gid} is not ours (uid {ours[0]} gid {ours[1]})"

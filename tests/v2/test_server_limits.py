@@ -1,0 +1,149 @@
+"""The ttrpc server's limits over real sockets and a real Loop, no containerd (issue 7).
+
+The peer-credential check: our uid and our gid, or refused with one log line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from epollshim.log import Log
+from epollshim.shell import sock as sockets
+from epollshim.shell.loop import Loop
+from epollshim.v2 import ttrpc
+from epollshim.v2.messages import TASK_SERVICE, Code, Request, Response
+from epollshim.v2.server import Call, Connection, Server
+
+ANSWER = 1000  # bytes of message in each answer
+PARKED = "Park"  # a method whose calls the test answers itself, later
+
+
+class Harness:
+    """A Server on a real listener, answering every call with ~1 KB (or parking it)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.loop = Loop()
+        self.log_path = tmp / "shim.log"
+        self.log = Log()
+        self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.log.add_sink(self.log_fd, "text", "debug")
+        self.path = str(tmp / "shim.sock")
+        listener = sockets.unix()
+        listener.bind(self.path)
+        listener.listen(16)
+        self.parked: list[Call] = []
+        self.answered = 0
+        self.stop_after = 0  # stop the loop once this many calls were answered
+        self.server = Server(self.loop, self.log, listener, self.dispatch)
+        self.clients: list[socket.socket] = []
+
+    def dispatch(self, call: Call) -> None:
+        if call.method == PARKED:
+            self.parked.append(call)
+            return
+        call.fail(Code.NOT_FOUND, "x" * ANSWER)
+        self.answered += 1
+        if self.answered == self.stop_after:
+            self.loop.stop()
+
+    def pair(self) -> tuple[socket.socket, Connection]:
+        """A peer on a socketpair; the shim's end sends little at a time (small SO_SNDBUF)."""
+        ours, theirs = socket.socketpair()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ours.settimeout(5)
+        self.clients.append(ours)
+        return ours, self.server.adopt(theirs)
+
+    def connect(self) -> socket.socket:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(5)
+        client.connect(self.path)
+        self.clients.append(client)
+        return client
+
+    def pump(self, rounds: int = 5) -> None:
+        for _ in range(rounds):
+            self.loop.call_later(0, self.loop.stop)
+            self.loop.run()
+
+    def run_until_answered(self, count: int) -> None:
+        """Run the loop until ``count`` calls in all were answered (at most 10 s)."""
+        if self.answered >= count:
+            return
+        self.stop_after = count
+        guard = self.loop.call_later(10, self.loop.stop)
+        self.loop.run()
+        guard.cancel()
+
+    def log_lines(self, *words: str) -> list[str]:
+        text = self.log_path.read_text()
+        return [line for line in text.splitlines() if all(w in line for w in words)]
+
+    def reading(self, conn: Connection) -> bool:
+        """Whether the loop polls ``conn`` for requests."""
+        return self.loop.callbacks.get(conn.fd, [None, None])[0] is not None
+
+    def listening(self) -> bool:
+        return self.loop.callbacks.get(self.server.listener.fileno(), [None, None])[0] is not None
+
+    def close(self) -> None:
+        for sock in self.clients:
+            sock.close()
+        self.server.close()
+        self.server.stop_accepting()
+        self.loop.close()
+        os.close(self.log_fd)
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    h.close()
+
+
+def requests(first_id: int, count: int, method: str = "State") -> bytes:
+    payload = Request(service=TASK_SERVICE, method=method, payload=b"").encode()
+    return b"".join(
+        ttrpc.encode_frame(first_id + 2 * n, ttrpc.REQUEST, payload) for n in range(count)
+    )
+
+
+def read_answers(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -> list[int]:
+    """Stream ids of the next ``count`` answers on ``sock`` (blocking, with its timeout)."""
+    ids: list[int] = []
+    while len(ids) < count:
+        data = sock.recv(65536)
+        assert data, f"closed after {len(ids)} of {count} answers"
+        for frame in decoder.feed(data):
+            status = Response.decode(frame.payload).status
+            assert status is not None and status.code == Code.NOT_FOUND
+            ids.append(frame.stream_id)
+    return ids
+
+
+# -- peer credentials -----------------------------------------------------------------------
+
+
+def test_a_peer_of_another_group_is_refused(harness: Harness) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to connect with another gid")
+    os.setegid(65534)
+    try:
+        stranger = harness.connect()  # SO_PEERCRED records the credentials of connect()
+    finally:
+        os.setegid(0)
+    harness.pump()
+    assert stranger.recv(100) == b""  # closed without a word
+    (line,) = harness.log_lines("refused")
+    assert f"peer pid {os.getpid()} uid 0 gid 65534 is not ours (uid 0 gid 0)" in line
+    assert harness.server.connections == set()
+    friend = harness.connect()
+    friend.sendall(requests(1, 1))
+    harness.pump()
+    assert read_answers(friend, 1, ttrpc.FrameDecoder()) == [1]
