@@ -9,6 +9,11 @@ Rules (spec section 3):
   id is answered INVALID_ARGUMENT and the connection stays.
 - Writes never block: what the socket does not take waits in the buffer with EVENT_WRITE
   registered. A peer that lets more than ``MAX_BUFFERED`` pile up is closed.
+- Accept failures (EMFILE, ENFILE, ENOBUFS...): the listener leaves the loop and comes
+  back after a back-off (``BACKOFF_FIRST`` doubling to ``BACKOFF_MAX``), or at once when
+  one of our connections closes (that freed a descriptor). One log line when accepting
+  starts to fail, one when it works again; the connections we have are served meanwhile.
+  The back-off timer exists only during such an episode.
 - Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
   of the old connection is simply forgotten).
 - Peers must have our effective uid and gid (SO_PEERCRED), as ttrpc's
@@ -22,13 +27,15 @@ from collections.abc import Callable
 
 from epollshim.log import Log
 from epollshim.shell import sock as sockets
-from epollshim.shell.loop import Loop
+from epollshim.shell.loop import Loop, Timer
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import Request
 from epollshim.v2.pb import Message
 
 MAX_BUFFERED = 16 << 20
 RECV_SIZE = 65536
+BACKOFF_FIRST = 0.01  # seconds without polling the listener after a failed accept
+BACKOFF_MAX = 1.0
 PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 
 
@@ -134,6 +141,7 @@ class Connection:
         self.server.loop.forget(self.fd)
         self.sock.close()
         self.server.connections.discard(self)
+        self.server.closed_one()
 
 
 class Server:
@@ -144,17 +152,26 @@ class Server:
         self.dispatch = dispatch
         self.connections: set[Connection] = set()
         self.count = 0
+        self.failed_accepts = 0  # in the current episode
+        self.backoff = BACKOFF_FIRST
+        self.retry: Timer | None = None  # set while the listener is out of the loop
+        self.accepting = True
         listener.setblocking(False)
         loop.add_reader(listener.fileno(), self._accept)
 
+    # -- accepting ---------------------------------------------------------------------
     def _accept(self) -> None:
         try:
             sock = sockets.accept(self.listener)
         except BlockingIOError:
             return
-        except OSError as e:  # EMFILE etc.: log, try again on the next wake-up
-            self.log.error(f"ttrpc accept failed: {e.strerror}")
+        except OSError as e:  # EMFILE, ENFILE, ENOBUFS, ENOMEM...: back off
+            self._accept_failed(e)
             return
+        if self.failed_accepts:
+            self.log.info(f"ttrpc accepting again after {self.failed_accepts} failed accepts")
+            self.failed_accepts = 0
+            self.backoff = BACKOFF_FIRST
         sock.setblocking(False)
         self.count += 1
         name = f"#{self.count}"
@@ -166,6 +183,40 @@ class Server:
         self.log.debug(f"ttrpc connection {name} accepted")
         self.connections.add(Connection(self, sock, name))
 
+    def _accept_failed(self, error: OSError) -> None:
+        if not self.failed_accepts:
+            self.log.error(
+                f"ttrpc accept failed: {error.strerror}; retrying when one of our "
+                f"{len(self.connections)} connections closes or within {BACKOFF_MAX:g} s, "
+                "quietly until it works"
+            )
+        self.failed_accepts += 1
+        self.loop.remove_reader(self.listener.fileno())
+        self.retry = self.loop.call_later(self.backoff, self._listen)
+        self.backoff = min(2 * self.backoff, BACKOFF_MAX)
+
+    def _listen(self) -> None:
+        """Put the listener back in the loop (back-off over, or a descriptor freed)."""
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+        if self.accepting:
+            self.loop.add_reader(self.listener.fileno(), self._accept)
+
+    def closed_one(self) -> None:
+        """A connection closed: its descriptor is free."""
+        if self.retry is not None:
+            self._listen()
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+        if self.retry is not None:
+            self.retry.cancel()
+            self.retry = None
+        self.loop.forget(self.listener.fileno())
+        self.listener.close()
+
+    # -- connections -------------------------------------------------------------------
     def adopt(self, sock: sockets.Socket) -> Connection:
         """Serve an already connected socket (tests use a socketpair)."""
         sock.setblocking(False)
@@ -173,10 +224,6 @@ class Server:
         conn = Connection(self, sock, f"#{self.count}")
         self.connections.add(conn)
         return conn
-
-    def stop_accepting(self) -> None:
-        self.loop.forget(self.listener.fileno())
-        self.listener.close()
 
     def close(self) -> None:
         for conn in list(self.connections):

@@ -1,10 +1,13 @@
 """The ttrpc server's limits over real sockets and a real Loop, no containerd (issue 7).
 
-The peer-credential check: our uid and our gid, or refused with one log line.
+The accept back-off when descriptors run out (one log line per episode, no busy loop,
+resumed at once when a connection closes), and the peer-credential check (our uid and our
+gid, or refused).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ import pytest
 from epollshim.log import Log
 from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop
+from epollshim.v2 import server as server_module
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import TASK_SERVICE, Code, Request, Response
 from epollshim.v2.server import Call, Connection, Server
@@ -125,6 +129,76 @@ def read_answers(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -
             assert status is not None and status.code == Code.NOT_FOUND
             ids.append(frame.stream_id)
     return ids
+
+
+# -- accept back-off ------------------------------------------------------------------------
+
+
+def emfile(listener: sockets.Socket) -> sockets.Socket:
+    raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+
+def test_accept_failures_back_off_log_once_and_resume_when_a_connection_closes(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # only a closing connection can bring the listener back
+    monkeypatch.setattr(server_module, "BACKOFF_FIRST", 3600.0, raising=False)
+    monkeypatch.setattr(server_module, "BACKOFF_MAX", 3600.0, raising=False)
+    existing, _ = harness.pair()
+    monkeypatch.setattr(sockets, "accept", emfile)
+    waiting = harness.connect()  # in the backlog
+    harness.pump(20)
+    assert len(harness.log_lines("accept failed", "Too many open files")) == 1
+    assert not harness.listening()  # no busy loop: the listener is out of the loop
+    assert harness.server.failed_accepts == 1
+    # the connections it has are served
+    existing.sendall(requests(1, 1))
+    harness.pump()
+    assert read_answers(existing, 1, ttrpc.FrameDecoder()) == [1]
+    # a descriptor frees up: the listener is back at once, and accept works again
+    monkeypatch.undo()
+    existing.close()
+    harness.pump()
+    assert harness.listening()
+    assert len(harness.log_lines("accepting again after 1 failed accepts")) == 1
+    waiting.sendall(requests(1, 1))
+    harness.pump()
+    assert read_answers(waiting, 1, ttrpc.FrameDecoder()) == [1]
+    assert len(harness.log_lines("accept failed")) == 1
+
+
+def test_accept_failures_retry_after_the_back_off(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failures = iter(range(3))
+
+    def accept(listener: sockets.Socket) -> sockets.Socket:
+        if next(failures, None) is not None:
+            return emfile(listener)
+        return real_accept(listener)
+
+    real_accept = sockets.accept
+    monkeypatch.setattr(sockets, "accept", accept)
+    client = harness.connect()
+    client.sendall(requests(1, 1))
+    harness.run_until_answered(1)  # through three back-offs: 10, 20, 40 ms
+    assert read_answers(client, 1, ttrpc.FrameDecoder()) == [1]
+    assert len(harness.log_lines("accept failed")) == 1
+    assert len(harness.log_lines("accepting again after 3 failed accepts")) == 1
+    assert harness.server.retry is None
+    assert all(timer.cancelled for timer in harness.loop.timers)  # no timer once accepting
+
+
+def test_stop_accepting_during_a_back_off_leaves_no_timer(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "accept", emfile)
+    harness.connect()
+    harness.pump()
+    assert harness.server.retry is not None
+    harness.server.stop_accepting()
+    assert harness.server.retry is None
+    assert all(timer.cancelled for timer in harness.loop.timers)
 
 
 # -- peer credentials -----------------------------------------------------------------------
