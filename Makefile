@@ -1,7 +1,7 @@
 # epollshim: `make demo` and `make test` each do all the set-up they need on a
 # fresh Debian machine (as root): system packages, then the package itself.
 PYTHON ?= python3
-APT_PACKAGES := runc busybox-static containerd conmon
+APT_PACKAGES := runc busybox-static containerd conmon podman
 STAMP := .make-dev.stamp
 # pip's console scripts run `site` first (~100 ms, ~3 MB per shim here): these
 # launchers start python -IS instead, next to the interpreter's scripts.

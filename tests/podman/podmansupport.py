@@ -1,0 +1,191 @@
+"""Driving Debian's podman 4.3 with a private store, and with a monitor of our choice.
+
+Rules:
+* Podman never touches the machine's default storage: every call carries ``--root``,
+  ``--runroot``, ``--tmpdir`` (all under one private base dir), vfs storage, cgroupfs,
+  file events; containers run with ``--network none`` and the ``--ulimit``s this VM
+  needs (podman asks for RLIMIT_NOFILE 1048576, which the VM refuses).
+* ``--conmon`` points at the monitor under test: our ``epollshim-conmon`` launcher (as
+  ``make dev`` installs it) or Debian's ``/usr/bin/conmon``; every behaviour is tested
+  with both, so a difference is ours.
+* Waits are bounded polls of a file, a pid or podman's answer (``poll``), never sleeps;
+  nothing asserts a duration.
+* Cleanup is by pid (monitors found through their ``conmon.pid`` files) and by
+  container id; ``PrivatePodman.close`` unmounts what podman left under the base dir.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from epollshim.tools.image import build_image_tar
+
+DEADLINE = 60.0  # seconds: generous for a loaded 2-CPU machine, never a timing assertion
+IMAGE = "localhost/epollshim-busybox:latest"
+LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+RUN_OPTS = ("--network", "none", *LIMITS)
+DEBIAN_CONMON = "/usr/bin/conmon"
+
+
+def our_monitor() -> str:
+    """The lean launcher ``make dev`` installs beside the interpreter's scripts."""
+    return os.path.join(sysconfig.get_path("scripts"), "epollshim-conmon")
+
+
+def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+    """``check()`` until it is truthy (returned), at most ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        select.select([], [], [], 0.02)  # a bounded poll: nothing to block on
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != b"Z"
+
+
+class PrivatePodman:
+    """A podman whose every byte of state lives under ``base``."""
+
+    def __init__(self, monitor: str = DEBIAN_CONMON) -> None:
+        # short: attach sockets live in the bundle dir, under sun_path's 108 bytes
+        self.base = Path(tempfile.mkdtemp(prefix="eps-pm-"))
+        self.root = self.base / "root"
+        self.runroot = self.base / "rr"
+        self.tmpdir = self.base / "tmp"
+        self.monitor = monitor
+        self.image = IMAGE
+
+    def argv(self, *args: str, monitor: str | None = None) -> list[str]:
+        return [
+            "podman",
+            "--root",
+            str(self.root),
+            "--runroot",
+            str(self.runroot),
+            "--tmpdir",
+            str(self.tmpdir),
+            "--storage-driver",
+            "vfs",
+            "--cgroup-manager",
+            "cgroupfs",
+            "--events-backend",
+            "file",
+            "--conmon",
+            monitor or self.monitor,
+            *args,
+        ]
+
+    def __call__(
+        self, *args: str, input: bytes | None = None, timeout: float = DEADLINE
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run podman to completion; stdin is /dev/null unless ``input`` is given."""
+        return subprocess.run(
+            self.argv(*args),
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str, **kw: Any) -> str:
+        """Run podman, require exit 0, return its stdout as text."""
+        r = self(*args, **kw)
+        assert r.returncode == 0, f"podman {' '.join(args)}: {r.returncode}: {r.stderr!r}"
+        return r.stdout.decode()
+
+    def load_image(self) -> None:
+        tar = self.base / "image.tar"
+        build_image_tar(tar, IMAGE)
+        self.ok("load", "-q", "-i", str(tar))
+        tar.unlink()
+
+    def container_ids(self) -> list[str]:
+        return self.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}").split()
+
+    def monitor_pids(self) -> list[int]:
+        """The pids in every container's ``conmon.pid`` file that are still alive."""
+        pids = []
+        for path in self.runroot.glob("vfs-containers/*/userdata/conmon.pid"):
+            try:
+                pid = int(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if alive(pid):
+                pids.append(pid)
+        return pids
+
+    def remove_all(self) -> list[int]:
+        """Remove every container; return the monitor pids that outlived their container."""
+        monitors = self.monitor_pids()
+        ids = self.container_ids()
+        if ids:
+            self("rm", "-f", "-t", "0", *ids)
+        left = [pid for pid in monitors if _wait_gone(pid, DEADLINE)]
+        for pid in left:
+            os.kill(pid, 9)
+        return left
+
+    def close(self) -> None:
+        self.remove_all()
+        self("rmi", "-a", "-f")
+        _unmount_under(self.base)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait for ``pid`` to end; True if it is still alive after ``timeout``."""
+    try:
+        poll(f"pid {pid} to end", lambda: not alive(pid), timeout)
+    except AssertionError:
+        return True
+    return False
+
+
+def _unmount_under(base: Path) -> None:
+    """Unmount (deepest first) anything mounted below ``base`` (shm tmpfs of containers)."""
+    prefix = str(base) + "/"
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+
+
+def k8s_lines(log: str) -> list[tuple[str, str, str]]:
+    """(stream, F|P, text) of each line of a k8s-file log, its timestamp checked."""
+    out = []
+    for line in log.splitlines():
+        stamp, stream, tag, text = [*line.split(" ", 3), ""][:4]
+        assert "T" in stamp and stream in ("stdout", "stderr") and tag in ("F", "P"), line
+        out.append((stream, tag, text))
+    return out
+
+
+def first_line(data: bytes | str) -> str:
+    text = data.decode() if isinstance(data, bytes) else data
+    return (text.splitlines() or [""])[0]
+
+
+def run_args(*args: str, opts: Sequence[str] = ()) -> list[str]:
+    """``run`` with our private-VM options, then ``opts``, the image and ``args``."""
+    return ["run", *RUN_OPTS, *opts, IMAGE, *args]
