@@ -1,14 +1,26 @@
 """The ttrpc server: accepted connections, frames in, responses out, on the one loop.
 
 Rules (spec section 3):
-- Each connection has its own ``FrameDecoder`` and output buffer. Every complete frame
-  is dispatched at once, so pipelined requests are independent: a ``Call`` may be
-  answered now or much later (a parked ``Wait``), in any order.
+- Each connection has its own ``FrameDecoder`` and output buffer. Complete frames are
+  dispatched in the order they came, so pipelined requests are independent: a ``Call``
+  may be answered now or much later (a parked ``Wait``), in any order.
 - A framing error (oversize or unknown frame type) closes that connection with one log
   line; other connections and the shim carry on. An unparsable request or an even stream
   id is answered INVALID_ARGUMENT and the connection stays.
 - Writes never block: what the socket does not take waits in the buffer with EVENT_WRITE
-  registered. A peer that lets more than ``MAX_BUFFERED`` pile up is closed.
+  registered; while bytes wait, further answers are only appended (no syscall).
+- Back-pressure, per connection: once more than ``PAUSE_AT`` of its answers are unsent,
+  the connection is paused: it is not read, and frames already decoded wait undispatched
+  (so it cannot pile up more than one answer past the mark), until its backlog is back
+  to ``RESUME_AT``. Across connections: while all of them hold more than ``TOTAL_CAP``,
+  every connection with answers pending pauses too, until the total is back to
+  ``TOTAL_RESUME`` or its own backlog is empty. A peer that reads its answers has none
+  pending, so it is never paused by the others (as runc-v2, which stops reading a peer
+  it cannot write to). Paused connections cost no syscall; they resume on their own
+  EVENT_WRITE, and the frames they hold are dispatched from a zero-delay timer (never
+  from inside another connection's callback). Answers to calls taken before the pause
+  (a parked ``Wait``) still queue; a peer that lets more than ``MAX_BUFFERED`` pile up
+  all the same is closed.
 - Accept failures (EMFILE, ENFILE, ENOBUFS...): the listener leaves the loop and comes
   back after a back-off (``BACKOFF_FIRST`` doubling to ``BACKOFF_MAX``), or at once when
   one of our connections closes (that freed a descriptor). One log line when accepting
@@ -23,6 +35,7 @@ Rules (spec section 3):
 
 import os
 import struct
+from collections import deque
 from collections.abc import Callable
 
 from epollshim.log import Log
@@ -32,8 +45,12 @@ from epollshim.v2 import ttrpc
 from epollshim.v2.messages import Request
 from epollshim.v2.pb import Message
 
-MAX_BUFFERED = 16 << 20
 RECV_SIZE = 65536
+PAUSE_AT = 1 << 20  # unsent answers of one connection: stop reading it
+RESUME_AT = 256 << 10  # ... read it again
+TOTAL_CAP = 4 << 20  # unsent answers of all connections: pause those with any pending
+TOTAL_RESUME = 2 << 20
+MAX_BUFFERED = 16 << 20  # reachable only through answers to calls taken earlier
 BACKOFF_FIRST = 0.01  # seconds without polling the listener after a failed accept
 BACKOFF_MAX = 1.0
 PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
@@ -72,11 +89,19 @@ class Connection:
         self.fd = sock.fileno()
         self.name = name
         self.decoder = ttrpc.FrameDecoder()
+        self.held: deque[ttrpc.Frame] = deque()  # decoded, not dispatched yet
         self.out = bytearray()
+        self.paused = False
+        self.resuming: Timer | None = None
         self.closed = False
         server.loop.add_reader(self.fd, self._readable)
 
+    # -- reading -----------------------------------------------------------------------
     def _readable(self) -> None:
+        if self.held:  # resumed, and the zero-delay timer has not run yet: keep the order
+            self._dispatch_held()
+            if self.held or self.closed:
+                return
         try:
             data = self.sock.recv(RECV_SIZE)
         except BlockingIOError:
@@ -88,14 +113,18 @@ class Connection:
             self.close("")
             return
         try:
-            frames = self.decoder.feed(data)
+            self.held.extend(self.decoder.feed(data))
         except ttrpc.ProtocolError as e:
             self.close(f"protocol error: {e}")
             return
-        for frame in frames:
-            if self.closed:
+        self._dispatch_held()
+
+    def _dispatch_held(self) -> None:
+        while self.held and not self.closed:
+            if self._backlogged():
+                self._pause()
                 return
-            self._frame(frame)
+            self._frame(self.held.popleft())
 
     def _frame(self, frame: ttrpc.Frame) -> None:
         if frame.type != ttrpc.REQUEST:
@@ -107,14 +136,47 @@ class Connection:
             return
         self.server.dispatch(Call(self, frame.stream_id, request))
 
+    # -- back-pressure -----------------------------------------------------------------
+    def _backlogged(self) -> bool:
+        """True while this peer should not be read (module rules; hysteresis when paused)."""
+        mine = len(self.out)
+        if not mine:
+            return False
+        if self.paused:
+            return mine > RESUME_AT or self.server.pending > TOTAL_RESUME
+        return mine > PAUSE_AT or self.server.pending > TOTAL_CAP
+
+    def _pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.server.paused.add(self)
+            self.server.loop.remove_reader(self.fd)
+
+    def resume_if_drained(self) -> None:
+        if not self.paused or self.closed or self._backlogged():
+            return
+        self.paused = False
+        self.server.paused.discard(self)
+        self.server.loop.add_reader(self.fd, self._readable)
+        if self.held and self.resuming is None:
+            self.resuming = self.server.loop.call_later(0, self._resumed)
+
+    def _resumed(self) -> None:
+        self.resuming = None
+        if not self.paused:
+            self._dispatch_held()
+
+    # -- writing -----------------------------------------------------------------------
     def send(self, data: bytes) -> None:
         if self.closed:
             return
+        waiting = bool(self.out)  # then EVENT_WRITE is registered: let it flush
         self.out += data
+        self.server.pending += len(data)
         if len(self.out) > MAX_BUFFERED:
             self.close(f"peer does not read: {len(self.out)} bytes of answers pending")
-            return
-        self._flush()
+        elif not waiting:
+            self._flush()
 
     def _flush(self) -> None:
         try:
@@ -124,11 +186,16 @@ class Connection:
         except OSError as e:  # EPIPE, ECONNRESET: the peer left
             self.close(f"write failed: {e.strerror}")
             return
-        del self.out[:n]
+        if n:
+            del self.out[:n]
+            self.server.pending -= n
         if self.out:
             self.server.loop.add_writer(self.fd, self._flush)
         else:
             self.server.loop.remove_writer(self.fd)
+        if n:
+            self.resume_if_drained()
+            self.server.drained()
 
     def close(self, why: str) -> None:
         if self.closed:
@@ -138,9 +205,15 @@ class Connection:
             self.server.log.warn(f"ttrpc connection {self.name} closed: {why}")
         else:
             self.server.log.debug(f"ttrpc connection {self.name} closed by the peer")
+        if self.resuming is not None:
+            self.resuming.cancel()
         self.server.loop.forget(self.fd)
         self.sock.close()
+        self.server.pending -= len(self.out)
+        self.out.clear()
+        self.held.clear()
         self.server.connections.discard(self)
+        self.server.paused.discard(self)
         self.server.closed_one()
 
 
@@ -151,6 +224,8 @@ class Server:
         self.listener = listener
         self.dispatch = dispatch
         self.connections: set[Connection] = set()
+        self.paused: set[Connection] = set()
+        self.pending = 0  # unsent answer bytes, all connections together
         self.count = 0
         self.failed_accepts = 0  # in the current episode
         self.backoff = BACKOFF_FIRST
@@ -204,9 +279,10 @@ class Server:
             self.loop.add_reader(self.listener.fileno(), self._accept)
 
     def closed_one(self) -> None:
-        """A connection closed: its descriptor is free."""
+        """A connection closed: its descriptor is free, and so are its answers."""
         if self.retry is not None:
             self._listen()
+        self.drained()
 
     def stop_accepting(self) -> None:
         self.accepting = False
@@ -217,6 +293,12 @@ class Server:
         self.listener.close()
 
     # -- connections -------------------------------------------------------------------
+    def drained(self) -> None:
+        """Answers left: connections paused by the total may read again."""
+        if self.paused and self.pending <= TOTAL_RESUME:
+            for conn in list(self.paused):
+                conn.resume_if_drained()
+
     def adopt(self, sock: sockets.Socket) -> Connection:
         """Serve an already connected socket (tests use a socketpair)."""
         sock.setblocking(False)

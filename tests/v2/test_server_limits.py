@@ -1,14 +1,18 @@
-"""The ttrpc server's limits over real sockets and a real Loop, no containerd (issue 7).
+"""The ttrpc server's limits over real sockets and a real Loop, no containerd (issue 7, 3-5).
 
-The accept back-off when descriptors run out (one log line per episode, no busy loop,
-resumed at once when a connection closes), and the peer-credential check (our uid and our
-gid, or refused).
+Back-pressure (peers that do not read are paused, not served into unbounded buffers, and
+peers that read are never paused by them), the accept back-off when descriptors run out
+(one log line per episode, no busy loop, resumed at once when a connection closes), and
+the peer-credential check (our uid and our gid, or refused). The bounds are shrunk with
+``monkeypatch`` so a few hundred requests show them; the shim's side of each socketpair
+gets a small send buffer so answers pile up in the server rather than in the kernel.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +133,130 @@ def read_answers(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -
             assert status is not None and status.code == Code.NOT_FOUND
             ids.append(frame.stream_id)
     return ids
+
+
+# -- back-pressure ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "PAUSE_AT", 16 << 10, raising=False)
+    monkeypatch.setattr(server_module, "RESUME_AT", 4 << 10, raising=False)
+    monkeypatch.setattr(server_module, "TOTAL_CAP", 40 << 10, raising=False)
+    monkeypatch.setattr(server_module, "TOTAL_RESUME", 20 << 10, raising=False)
+
+
+@pytest.mark.usefixtures("small_bounds")
+def test_a_peer_that_does_not_read_is_paused_then_served_in_full(harness: Harness) -> None:
+    greedy, conn = harness.pair()
+    greedy.sendall(requests(1, 500))  # ~500 KB of answers
+    harness.pump(20)
+    # paused: not polled for requests, and at most one answer past the mark
+    assert not harness.reading(conn)
+    assert len(conn.out) <= server_module.PAUSE_AT + ANSWER + 100
+    assert harness.server.pending == len(conn.out)
+    assert harness.answered < 500
+    assert harness.log_lines("closed") == []
+    # a peer that reads its answers is served meanwhile
+    polite, _ = harness.pair()
+    polite.sendall(requests(1, 3))
+    harness.pump()
+    assert read_answers(polite, 3, ttrpc.FrameDecoder()) == [1, 3, 5]
+    # the greedy one reads at last: every answer comes, in order, none lost
+    decoder = ttrpc.FrameDecoder()
+    got: list[int] = []
+    while len(got) < 500:
+        harness.pump(2)
+        greedy.setblocking(False)
+        try:
+            while data := greedy.recv(65536):
+                got += [f.stream_id for f in decoder.feed(data)]
+        except BlockingIOError:
+            pass
+    assert got == list(range(1, 1000, 2))
+    assert harness.reading(conn) and not conn.held
+    assert harness.server.pending == 0 and not harness.server.paused
+
+
+@pytest.mark.usefixtures("small_bounds")
+def test_the_total_pauses_only_peers_with_answers_pending(harness: Harness) -> None:
+    greedy = [harness.pair() for _ in range(6)]
+    for sock, _ in greedy:
+        sock.sendall(requests(1, 200))
+    harness.pump(20)
+    # each holds less than its own mark, together they stop at the total
+    cap = server_module.TOTAL_CAP + len(greedy) * (ANSWER + 100)
+    assert 0 < harness.server.pending <= cap
+    assert all(len(conn.out) <= server_module.PAUSE_AT + ANSWER + 100 for _, conn in greedy)
+    assert not any(harness.reading(conn) for _, conn in greedy)
+    # a peer that reads is never held back by them
+    polite, conn = harness.pair()
+    decoder = ttrpc.FrameDecoder()
+    for n in range(50):
+        polite.sendall(requests(2 * n + 1, 1))
+        harness.pump(1)
+        assert read_answers(polite, 1, decoder) == [2 * n + 1]
+        assert harness.reading(conn)
+    assert harness.server.pending <= cap
+    # the greedy ones leave: their answers go with them, nothing stays paused
+    for sock, _ in greedy:
+        sock.close()
+    harness.pump()
+    assert harness.server.pending == 0 and not harness.server.paused
+    assert harness.server.connections == {conn}
+
+
+@pytest.mark.usefixtures("small_bounds")
+def test_answers_to_calls_taken_before_the_pause_still_queue(harness: Harness) -> None:
+    greedy, conn = harness.pair()
+    greedy.sendall(requests(1, 10, PARKED) + requests(21, 300))
+    harness.pump(20)
+    assert len(harness.parked) == 10 and not harness.reading(conn)
+    for call in harness.parked:  # e.g. parked Waits answered when a container exits
+        call.fail(Code.NOT_FOUND, "y" * ANSWER)
+    assert len(conn.out) > server_module.PAUSE_AT and not conn.closed
+    assert harness.server.pending == len(conn.out)
+
+
+@pytest.mark.usefixtures("small_bounds")
+@pytest.mark.parametrize("seed", range(5))
+def test_any_reading_pattern_gets_every_answer_in_order(harness: Harness, seed: int) -> None:
+    """Peers send and read in random bursts: the accounting stays exact, and every answer
+    arrives once, in order, however often the connections were paused and resumed."""
+    rng = random.Random(seed)
+    peers = [harness.pair() for _ in range(4)]
+    decoders = [ttrpc.FrameDecoder() for _ in peers]
+    sent = [0] * len(peers)
+    got: list[list[int]] = [[] for _ in peers]
+    total = 300
+
+    def read_some(i: int, budget: int) -> None:
+        sock = peers[i][0]
+        sock.setblocking(False)
+        try:
+            while budget > 0 and (data := sock.recv(min(budget, 65536))):
+                budget -= len(data)
+                got[i] += [f.stream_id for f in decoders[i].feed(data)]
+        except BlockingIOError:
+            pass
+        sock.setblocking(True)
+
+    for _ in range(200):
+        i = rng.randrange(len(peers))
+        count = min(rng.randrange(60), total - sent[i])
+        if count:
+            peers[i][0].sendall(requests(2 * sent[i] + 1, count))
+            sent[i] += count
+        read_some(rng.randrange(len(peers)), rng.choice([0, 4096, 65536]))
+        harness.pump(1)
+        outs = sum(len(conn.out) for _, conn in peers)
+        assert harness.server.pending == outs
+    while any(len(g) < s for g, s in zip(got, sent, strict=True)):
+        harness.pump(1)
+        for i in range(len(peers)):
+            read_some(i, 1 << 20)
+    assert [g == list(range(1, 2 * s, 2)) for g, s in zip(got, sent, strict=True)] == [True] * 4
+    assert harness.server.pending == 0 and not harness.server.paused
 
 
 # -- accept back-off ------------------------------------------------------------------------
