@@ -11,6 +11,9 @@ Rules of this module:
 * Two things escape that directory because containerd 1.6 and its runc shim hard-code them:
   shim sockets in ``/run/containerd/s/`` (named by a hash of our socket, namespace and id) and
   runc state in ``/run/containerd/runc/<ns>/``; ``stop`` removes the latter when it is empty.
+* A namespace other containerds use too (``SHARED_NAMESPACES``: ``default``, and ``k8s.io``,
+  the only one the CRI plugin knows) is never swept whole: ``stop`` force-deletes there only
+  the runc containers of ids our containerd knew, and leaves its runc dir and cgroup alone.
 * Waits are bounded polls (short interval, deadline), never bare sleeps.
 * ``stop`` is best effort and idempotent: kill and delete tasks and containers, SIGTERM
   containerd, SIGKILL stray shims, force-delete leftover runc containers, unmount whatever is
@@ -51,6 +54,7 @@ DISABLED_PLUGINS = (
     "io.containerd.tracing.processor.v1.otlp",  # upstream builds: no collector configured
     "io.containerd.internal.v1.tracing",
 )
+SHARED_NAMESPACES = ("default", "k8s.io")  # other containerds may have containers there too
 RUNC_SHIM_STATE = "/run/containerd/runc"  # runc --root of the stock runc shim, per namespace
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 POLL = 0.02  # seconds between two looks at something we wait for
@@ -67,7 +71,8 @@ class PrivateContainerd:
     ``shims`` maps binary names (``containerd-shim-NAME-vN``) to executables to link into
     ``bin/``; ``bin_dirs`` (default: this interpreter's scripts dir, where pip installs
     ``containerd-shim-epollshim-v2``) go on containerd's ``PATH`` after it. ``extra_config`` is
-    TOML appended to ``config.toml``.
+    TOML appended to ``config.toml``; ``enable_plugins`` names plugins of ``DISABLED_PLUGINS``
+    to keep enabled (the CRI plugin, for ``epollshim.tools.cri``).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class PrivateContainerd:
         shims: Mapping[str, str] | None = None,
         bin_dirs: Iterable[str] | None = None,
         extra_config: str = "",
+        enable_plugins: Iterable[str] = (),
         start_timeout: float = 30.0,
         keep_dir: bool = False,
     ) -> None:
@@ -97,6 +103,7 @@ class PrivateContainerd:
         self.shims = dict(shims or {})
         self.bin_dirs = list(bin_dirs) if bin_dirs is not None else [sysconfig.get_path("scripts")]
         self.extra_config = extra_config
+        self.disabled_plugins = [p for p in DISABLED_PLUGINS if p not in set(enable_plugins)]
         self.start_timeout = start_timeout
         self.keep_dir = keep_dir or not self._own_dir
         self.image: str | None = None
@@ -173,16 +180,20 @@ class PrivateContainerd:
             return
         self._stopped = True
         namespaces: list[str] = []
+        known: set[str] = set()  # container ids our containerd had, for the shared namespaces
         try:
             namespaces = self._namespaces()
             for ns in namespaces:
-                self._delete_tasks_and_containers(ns)
+                known.update(self._delete_tasks_and_containers(ns))
             if namespaces:  # deleted tasks' shims exit by themselves after Shutdown
                 self._wait_shims_gone(deadline=time.monotonic() + 5.0)
         finally:
             self._terminate()
             self._kill_stray_shims()
             for ns in {self.namespace, *namespaces}:
+                if ns in SHARED_NAMESPACES:
+                    self._force_delete_runc(ns, known | self._bundle_ids(ns))
+                    continue
                 self._force_delete_runc(ns)
                 remove_cgroups(ns)
             self._remove_shim_sockets()
@@ -197,7 +208,7 @@ class PrivateContainerd:
             "version = 2",
             f"root = {q(self.root)}",
             f"state = {q(self.state)}",
-            f"disabled_plugins = [{', '.join(q(p) for p in DISABLED_PLUGINS)}]",
+            f"disabled_plugins = [{', '.join(q(p) for p in self.disabled_plugins)}]",
             "",
             "[grpc]",
             f"  address = {q(self.address)}",
@@ -315,7 +326,8 @@ class PrivateContainerd:
         r = self.ctr("namespaces", "ls", "-q", timeout=30)
         return r.stdout.split() if r.returncode == 0 else []
 
-    def _delete_tasks_and_containers(self, ns: str) -> None:
+    def _delete_tasks_and_containers(self, ns: str) -> list[str]:
+        """Kill and delete every task and container of ``ns``; returns the container ids."""
         tasks = self.ctr("task", "ls", "-q", namespace=ns, timeout=30)
         for task in tasks.stdout.split():
             # --force kills the task (SIGKILL) and waits for it before deleting
@@ -323,6 +335,7 @@ class PrivateContainerd:
         containers = self.ctr("containers", "ls", "-q", namespace=ns, timeout=30)
         for container in containers.stdout.split():
             self.ctr("containers", "delete", container, namespace=ns, timeout=30)
+        return [*tasks.stdout.split(), *containers.stdout.split()]
 
     def _shim_pids(self) -> list[int]:
         """Shims started by our containerd (``-address <our socket>`` in their argv)."""
@@ -367,20 +380,28 @@ class PrivateContainerd:
                     if address.startswith("unix:///") and stat.S_ISSOCK(os.lstat(path).st_mode):
                         os.unlink(path)
 
-    def _force_delete_runc(self, ns: str) -> None:
-        """Containers the stock runc shim left in ``/run/containerd/runc/<ns>`` (ns is ours)."""
+    def _bundle_ids(self, ns: str) -> set[str]:
+        """Ids of the bundles our containerd still has in ``ns`` (their shim may be gone)."""
+        return set(_listdir(os.path.join(self.state, "io.containerd.runtime.v2.task", ns)))
+
+    def _force_delete_runc(self, ns: str, only: set[str] | None = None) -> None:
+        """Containers the stock runc shim left in ``/run/containerd/runc/<ns>``: all of them
+        when ns is ours, else (``only``) just the ids we know; its dir goes if ns is ours."""
         root = os.path.join(RUNC_SHIM_STATE, ns)
         if not os.path.isdir(root):
             return
         for cid in os.listdir(root):
+            if only is not None and cid not in only:
+                continue
             subprocess.run(
                 ["runc", "--root", root, "delete", "--force", cid],
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=30,
             )
-        with contextlib.suppress(OSError):  # ENOTEMPTY: something is still there; keep it
-            os.rmdir(root)
+        if only is None:
+            with contextlib.suppress(OSError):  # ENOTEMPTY: something is still there; keep it
+                os.rmdir(root)
 
     def _unmount_all(self) -> None:
         for _ in range(5):  # a detached parent can reveal nothing new, but stacked mounts can
