@@ -8,6 +8,8 @@
   epollshim attach STATE_DIR
   epollshim bundle DIR [--tty] [-- CMD...]
   epollshim install-launchers [DIR]     lean launchers for both binaries (default /usr/local/bin)
+  epollshim image import [--address SOCK] [--namespace NS]
+                                        our busybox image into containerd (default, k8s.io)
 
 Rule: the shim path imports only what it needs (no argparse: it and its
 imports cost memory in every shim); the tools import what they like, lazily.
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         from epollshim import bundle
 
         return bundle.main(argv[1:])
+    if argv and argv[0] == "image":
+        from epollshim.tools import image
+
+        return image.cli_main(argv[1:])
     if argv and argv[0] == "install-launchers":
         from epollshim import lean
 

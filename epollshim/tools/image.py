@@ -10,6 +10,8 @@ Rules of this module:
 * The image name goes into ``index.json`` as ``io.containerd.image.name`` (what
   ``ctr image import`` names the image after) and the tag as ``org.opencontainers.image.ref.name``
   (what containerd's own exporter writes there).
+* ``epollshim image import`` (``import_main``) builds it and loads it into a containerd with
+  ``ctr image import``, in the ``default`` and ``k8s.io`` (CRI) namespaces unless told which.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ import io
 import json
 import os
 import platform
+import subprocess
 import sys
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 from epollshim import bundle
 
 DEFAULT_NAME = "docker.io/library/epollshim-busybox:latest"
+DEFAULT_CMD = ("sh",)
+DEFAULT_ADDRESS = "/run/containerd/containerd.sock"
+DEFAULT_NAMESPACES = ("default", "k8s.io")  # ctr's, and the CRI plugin's (Kubernetes)
 MTIME = 1672531200  # 2023-01-01T00:00:00Z: fixed so the digests do not change between builds
 CREATED = "2023-01-01T00:00:00Z"
 
@@ -115,8 +122,10 @@ def _ref_name(name: str) -> str:
     return last.split(":", 1)[1] if ":" in last else name
 
 
-def image_blobs(name: str = DEFAULT_NAME) -> tuple[dict[str, bytes], bytes]:
-    """(blobs by digest, index.json bytes) of the image layout."""
+def image_blobs(
+    name: str = DEFAULT_NAME, cmd: Sequence[str] = DEFAULT_CMD
+) -> tuple[dict[str, bytes], bytes]:
+    """(blobs by digest, index.json bytes) of the image layout; ``cmd`` is its default Cmd."""
     arch = machine_arch()
     layer = layer_bytes()
     config = _canonical(
@@ -124,7 +133,7 @@ def image_blobs(name: str = DEFAULT_NAME) -> tuple[dict[str, bytes], bytes]:
             "architecture": arch,
             "os": "linux",
             "created": CREATED,
-            "config": {"Env": [bundle.DEFAULT_PATH], "Cmd": ["sh"], "WorkingDir": "/"},
+            "config": {"Env": [bundle.DEFAULT_PATH], "Cmd": list(cmd), "WorkingDir": "/"},
             "rootfs": {"type": "layers", "diff_ids": [_digest(layer)]},
             "history": [{"created": CREATED, "created_by": "epollshim.tools.image"}],
         }
@@ -157,12 +166,14 @@ def image_blobs(name: str = DEFAULT_NAME) -> tuple[dict[str, bytes], bytes]:
     return blobs, index
 
 
-def build_image_tar(path: str | os.PathLike[str], name: str = DEFAULT_NAME) -> str:
+def build_image_tar(
+    path: str | os.PathLike[str], name: str = DEFAULT_NAME, cmd: Sequence[str] = DEFAULT_CMD
+) -> str:
     """Write the OCI image layout tarball to ``path``; returns the image name.
 
     Load it with ``ctr image import PATH``; the image is then listed as ``name``.
     """
-    blobs, index = image_blobs(name)
+    blobs, index = image_blobs(name, cmd)
     entries: list[tuple[tarfile.TarInfo, bytes | None]] = [
         (_info("blobs", tarfile.DIRTYPE, 0o755), None),
         (_info("blobs/sha256", tarfile.DIRTYPE, 0o755), None),
@@ -195,6 +206,77 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(name)
     return 0
+
+
+class ImageImportError(Exception):
+    """``ctr image import`` failed (the message has ctr's own words)."""
+
+
+def import_into(
+    address: str,
+    namespaces: Sequence[str] = DEFAULT_NAMESPACES,
+    name: str = DEFAULT_NAME,
+    cmd: Sequence[str] = DEFAULT_CMD,
+    timeout: float = 120.0,
+) -> str:
+    """Build the image and ``ctr image import`` it into each namespace of the containerd at
+    ``address`` (unpacked for its default snapshotter); returns the image name."""
+    with tempfile.TemporaryDirectory(prefix="epollshim-image-") as tmp:
+        tar = os.path.join(tmp, "image.tar")
+        build_image_tar(tar, name, cmd)
+        for ns in namespaces:
+            argv = ["ctr", "--address", address, "--namespace", ns, "image", "import", tar]
+            try:
+                r = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+                )
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise ImageImportError(f"{' '.join(argv[:5])} image import: {e}") from e
+            if r.returncode != 0:
+                why = (r.stderr or r.stdout).strip() or f"exit status {r.returncode}"
+                raise ImageImportError(f"namespace {ns}: {why}")
+    return name
+
+
+def import_main(argv: Sequence[str]) -> int:
+    """``epollshim image import [--address SOCK] [--namespace NS]...``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="epollshim image import",
+        description=f"Build the busybox image {DEFAULT_NAME} (from this machine's "
+        "busybox-static) and import it into containerd with ctr.",
+    )
+    parser.add_argument(
+        "--address",
+        default=DEFAULT_ADDRESS,
+        metavar="SOCK",
+        help=f"containerd socket (default {DEFAULT_ADDRESS})",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="containerd namespace, may be repeated (default: default and k8s.io)",
+    )
+    args = parser.parse_args(argv)
+    namespaces = args.namespaces or list(DEFAULT_NAMESPACES)
+    try:
+        name = import_into(args.address, namespaces)
+    except (OSError, bundle.BundleError, ImageImportError) as e:
+        print(f"epollshim image import: {e}", file=sys.stderr)
+        return 1
+    print(f"{name} imported into {', '.join(namespaces)} at {args.address}")
+    return 0
+
+
+def cli_main(argv: Sequence[str]) -> int:
+    """``epollshim image SUBCOMMAND ...`` (only ``import`` so far)."""
+    if argv[:1] == ["import"]:
+        return import_main(argv[1:])
+    print("usage: epollshim image import [--address SOCK] [--namespace NS]", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
