@@ -24,8 +24,9 @@ Rules (spec section 3):
 - Accept failures (EMFILE, ENFILE, ENOBUFS...): the listener leaves the loop and comes
   back after a back-off (``BACKOFF_FIRST`` doubling to ``BACKOFF_MAX``), or at once when
   one of our connections closes (that freed a descriptor). One log line when accepting
-  starts to fail, one when it works again; the connections we have are served meanwhile.
-  The back-off timer exists only during such an episode.
+  starts to fail, one when it works again, which is when every waiting peer got in (the
+  backlog is empty): at the limit, one success proves little. The connections we have are
+  served meanwhile; the back-off timer exists only during such an episode.
 - Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
   of the old connection is simply forgotten).
 - Peers must have our effective uid and gid (SO_PEERCRED), as ttrpc's
@@ -236,17 +237,27 @@ class Server:
 
     # -- accepting ---------------------------------------------------------------------
     def _accept(self) -> None:
-        try:
-            sock = sockets.accept(self.listener)
-        except BlockingIOError:
-            return
-        except OSError as e:  # EMFILE, ENFILE, ENOBUFS, ENOMEM...: back off
-            self._accept_failed(e)
-            return
-        if self.failed_accepts:
-            self.log.info(f"ttrpc accepting again after {self.failed_accepts} failed accepts")
-            self.failed_accepts = 0
-            self.backoff = BACKOFF_FIRST
+        # One accept per wake-up (level-triggered: the next comes on the next one), except
+        # in an episode: there, accept until the backlog is empty, and only that ends it.
+        # One success proves little at the limit, where each descriptor a closing
+        # connection frees is taken by the next waiting peer and accept fails again.
+        served = False
+        while True:
+            try:
+                sock = sockets.accept(self.listener)
+            except BlockingIOError:
+                if served and self.failed_accepts:
+                    self._accepting_again()
+                return
+            except OSError as e:  # EMFILE, ENFILE, ENOBUFS, ENOMEM...: back off
+                self._accept_failed(e)
+                return
+            self._serve(sock)
+            served = True
+            if not self.failed_accepts:
+                return
+
+    def _serve(self, sock: sockets.Socket) -> None:
         sock.setblocking(False)
         self.count += 1
         name = f"#{self.count}"
@@ -257,6 +268,11 @@ class Server:
             return
         self.log.debug(f"ttrpc connection {name} accepted")
         self.connections.add(Connection(self, sock, name))
+
+    def _accepting_again(self) -> None:
+        self.log.info(f"ttrpc accepting again after {self.failed_accepts} failed accepts")
+        self.failed_accepts = 0
+        self.backoff = BACKOFF_FIRST
 
     def _accept_failed(self, error: OSError) -> None:
         if not self.failed_accepts:

@@ -317,6 +317,39 @@ def test_accept_failures_retry_after_the_back_off(
     assert all(timer.cancelled for timer in harness.loop.timers)  # no timer once accepting
 
 
+def test_draining_the_backlog_at_the_limit_is_one_episode(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At the limit, each closed connection frees one descriptor that the next waiting peer
+    takes at once: accept works once, then fails again. That is still the same episode,
+    not one per freed descriptor (seen: two log lines per close)."""
+    real_accept = sockets.accept
+    limit = 3  # connections the fake descriptor table has room for
+
+    def accept(listener: sockets.Socket) -> sockets.Socket:
+        if len(harness.server.connections) >= limit:
+            return emfile(listener)
+        return real_accept(listener)
+
+    monkeypatch.setattr(sockets, "accept", accept)
+    clients = [harness.connect() for _ in range(8)]
+    harness.pump()
+    assert len(harness.server.connections) == limit
+    for client in clients:  # one at a time: each close lets one waiting peer in
+        client.close()
+        harness.pump(3)
+    harness.pump()
+    assert harness.server.connections == set()
+    assert harness.log_lines("accepting again") == []  # nobody came since: no proof yet
+    fresh = harness.connect()
+    fresh.sendall(requests(1, 1))
+    harness.pump()
+    assert read_answers(fresh, 1, ttrpc.FrameDecoder()) == [1]
+    assert len(harness.log_lines("accept failed")) == 1
+    assert len(harness.log_lines("accepting again")) == 1
+    assert harness.server.failed_accepts == 0 and harness.listening()
+
+
 def test_stop_accepting_during_a_back_off_leaves_no_timer(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
