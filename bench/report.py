@@ -1,10 +1,12 @@
-"""The table: medians side by side, ratios, targets with PASS / FALL SHORT; Markdown + PNG.
+"""The table: medians side by side, ratios with their interval, targets and the verdict the
+interval allows (PASS / FALL SHORT / within noise); Markdown + PNG.
 
 matplotlib is imported here, in ``chart``, only when the chart is drawn.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import subprocess
@@ -12,6 +14,7 @@ import time
 from typing import Any
 
 from bench.common import Cell
+from bench.stats import MIN_SAMPLES, median_interval
 
 
 class Row:
@@ -65,18 +68,69 @@ class Row:
         kind, bound, op = self.target
         return f"{op} {bound:g}x" if kind == "ratio" else f"{op} {bound:g} {self.unit}"
 
+    def interval(self) -> tuple[float, float] | None:
+        """The interval the verdict is read from: the ratio's (or, for a value target, our
+        figure's), from the interval of each side's median (``bench.stats``); None when a side
+        has no figure or fewer than ``MIN_SAMPLES`` samples."""
+        sides = (
+            [self.ours]
+            if self.target and self.target[0] == "value"
+            else [
+                self.ours,
+                self.anchor,
+            ]
+        )
+        if not all(c.ok and len(c.samples) >= MIN_SAMPLES for c in sides):
+            return None
+        o_lo, o_hi, _ = median_interval(self.ours.samples)
+        if len(sides) == 1:
+            return o_lo, o_hi
+        a_lo, a_hi, _ = median_interval(self.anchor.samples)
+        if a_hi <= 0:
+            return None  # the anchor measured 0: no ratio
+        return o_lo / a_hi, (o_hi / a_lo if a_lo > 0 else math.inf)
+
+    def interval_text(self) -> str:
+        iv = self.interval()
+        if iv is None or self.target is None:
+            return ""
+        lo, hi = iv
+        if self.target[0] == "value":
+            return f"{format(lo, self.fmt)}-{format(hi, self.fmt)}"
+        return f"{lo:.2f}-{hi:.2f}"
+
     def verdict(self) -> str:
+        """PASS / FALL SHORT only when the whole interval is on one side of the target."""
         if self.target is None:
             return ""
-        kind, bound, op = self.target
-        x = self.ratio() if kind == "ratio" else self.ours.value
-        if x is None:
+        if (self.ratio() if self.target[0] == "ratio" else self.ours.value) is None:
             return "n/a"
-        ok = x <= bound + 1e-12 if op == "<=" else x >= bound - 1e-12
-        return "PASS" if ok else "FALL SHORT"
+        iv = self.interval()
+        if iv is None:
+            return f"no verdict (n<{MIN_SAMPLES})"
+        _, bound, op = self.target
+        lo, hi = iv
+        eps = 1e-12
+        if op == "<=":
+            good, bad = hi <= bound + eps, lo > bound + eps
+        else:
+            good, bad = lo >= bound - eps, hi < bound - eps
+        return "PASS" if good else "FALL SHORT" if bad else "within noise"
 
 
-HEADER = ("metric", "epollshim", "value", "anchor", "value", "ratio", "target", "verdict")
+COLORS = {"PASS": "tab:green", "FALL SHORT": "tab:red"}
+
+HEADER = (
+    "metric",
+    "epollshim",
+    "value",
+    "anchor",
+    "value",
+    "ratio",
+    "interval",
+    "target",
+    "verdict",
+)
 
 
 def cells(row: Row) -> tuple[str, ...]:
@@ -87,28 +141,43 @@ def cells(row: Row) -> tuple[str, ...]:
         row.anchor_name,
         row.value_text(row.anchor),
         row.ratio_text(),
+        row.interval_text(),
         row.target_text(),
         row.verdict(),
     )
 
 
+def _n(cell: Cell) -> str:
+    return f" n={len(cell.samples)}" if cell.ok else ""
+
+
 def text_table(rows: list[Row]) -> str:
-    table = [HEADER, *(cells(r) for r in rows)]
-    widths = [min(max(len(r[i]) for r in table), 44) for i in range(len(HEADER))]
+    table: list[list[str]] = [list(HEADER)]
+    for row in rows:
+        c = list(cells(row))
+        c[2] += _n(row.ours)
+        c[4] += _n(row.anchor)
+        table.append(c)
+    widths = [min(max(len(t[i]) for t in table), 44) for i in range(len(HEADER))]
     lines = []
-    for i, r in enumerate(table):
-        lines.append("  ".join(c[:44].ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for i, t in enumerate(table):
+        lines.append("  ".join(c[:44].ljust(w) for c, w in zip(t, widths, strict=True)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def spread(row: Row, cell: Cell) -> str:
-    """`` <sub>n=10: 180-250</sub>`` under a median of several samples."""
+    """`` <sub>n=20 · 95%: 265-295 · 230-357</sub>`` under a median of several samples: n,
+    the interval of the median with its confidence, and the range of the samples."""
     if not cell.ok or len(cell.samples) < 2:
-        return ""
-    lo, hi = format(min(cell.samples), row.fmt), format(max(cell.samples), row.fmt)
-    return f" <sub>n={len(cell.samples)}: {lo}-{hi}</sub>"
+        return f" <sub>n={len(cell.samples)}</sub>" if cell.ok and cell.samples else ""
+    f = row.fmt
+    lo, hi, conf = median_interval(cell.samples)
+    out = f" <sub>n={len(cell.samples)} · {conf:.0%}: {format(lo, f)}-{format(hi, f)}"
+    if (lo, hi) != (min(cell.samples), max(cell.samples)):
+        out += f" · {format(min(cell.samples), f)}-{format(max(cell.samples), f)}"
+    return out + "</sub>"
 
 
 def markdown_table(rows: list[Row]) -> str:
@@ -156,11 +225,12 @@ def markdown(rows: list[Row], meta: dict[str, Any], notes: list[str], chart: str
 
 
 def chart(rows: list[Row], path: str) -> str | None:
-    """A horizontal bar per row with a ratio target: the ratio (log scale), the target line."""
-    import matplotlib
+    """A horizontal bar per row with a ratio target: the ratio (log scale), its interval
+    (whiskers), the target line; green PASS, red FALL SHORT, grey within noise / no verdict."""
+    import matplotlib  # type: ignore[import-not-found, unused-ignore]
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
 
     data = [(r, r.ratio()) for r in rows if r.target and r.target[0] == "ratio"]
     if not data:
@@ -173,9 +243,17 @@ def chart(rows: list[Row], path: str) -> str | None:
         if ratio is None:
             ax.text(floor, i, " n/a", va="center", color="grey", fontsize=8)
         else:
-            color = "tab:green" if r.verdict() == "PASS" else "tab:red"
+            color = COLORS.get(r.verdict(), "tab:grey")
             ax.barh(i, max(ratio, floor), left=0, color=color, alpha=0.8)
-            ax.text(max(ratio, floor), i, f" {ratio:.2f}x", va="center", fontsize=8)
+            iv = r.interval()
+            right = max(ratio, floor)
+            if iv is not None:  # the interval the verdict was read from
+                lo, hi = max(iv[0], floor), min(iv[1], 1e3)
+                ax.plot([lo, hi], [i, i], color="black", lw=1)
+                ax.plot([lo, lo], [i - 0.15, i + 0.15], color="black", lw=1)
+                ax.plot([hi, hi], [i - 0.15, i + 0.15], color="black", lw=1)
+                right = max(right, hi)
+            ax.text(right, i, f" {ratio:.2f}x", va="center", fontsize=8)
         ax.plot([bound, bound], [i - 0.42, i + 0.42], color="black", lw=2.5)
         ax.text(bound, i - 0.44, f" target {op}{bound:g}", fontsize=6.5, va="bottom")
     ax.set_yticks(range(len(data)))
@@ -185,9 +263,12 @@ def chart(rows: list[Row], path: str) -> str | None:
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}x" for t in ticks])
     ax.minorticks_off()
-    ax.set_xlim(floor * 0.9, max(8.0, *(x * 1.5 for _, x in data if x)))
+    highs = [min(iv[1], 1e3) for iv in (r.interval() for r, _ in data) if iv]
+    ax.set_xlim(floor * 0.9, max(8.0, *(x * 1.5 for _, x in data if x), *highs))
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("epollshim / anchor in the same run (log scale); black mark = target")
+    ax.set_xlabel(
+        "epollshim / anchor in the same run (log scale); whiskers = interval; black mark = target"
+    )
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
