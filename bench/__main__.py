@@ -1,7 +1,8 @@
 """``python -m bench``: epollshim next to containerd-shim-runc-v2 and conmon, as ratios.
 
-  python -m bench [--quick] [--only memory,start,throughput,idle,exit] [--out DIR]
-                  [--containers N] [--no-write]
+  python -m bench [--quick] [--only memory,start,throughput,idle,exit,state] [--out DIR]
+                  [--containers 1,10,100] [--state-containers 100] [--state-calls 400]
+                  [--rounds start=20,exit=10,...] [--no-write]
 
 Everything runs in one process, against a private containerd and a private runc root under one
 work dir; at the end everything we started is ended by pid or container id and the dir is
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from bench import idle, latency, memory, report, throughput
+from bench import idle, latency, memory, report, state, throughput
 from bench.common import (
     CONMON,
     EPOLL_V2,
@@ -31,30 +33,64 @@ from bench.common import (
     RUNC_V2_GROUPED,
     SEED,
     Cell,
+    LoadWatch,
     all_pids,
     cmdline,
     kill_pid,
     log,
+    median,
 )
 from bench.subjects import Context
 
-SCENARIOS = ("memory", "start", "throughput", "idle", "exit")
+SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "state")
+# Alternating rounds per scenario (memory: see bench/memory.py for what a round reads; idle has
+# its windows instead); --quick uses the second table, --rounds overrides either.
+ROUNDS = {"memory": 3, "start": 20, "throughput": 3, "exit": 10, "state": 6}
+QUICK_ROUNDS = {"memory": 3, "start": 5, "throughput": 1, "exit": 3, "state": 3}
 SHIM_SOCKETS = "/run/containerd/s"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer rounds, 256 MiB, 5 s idle")
+    p.add_argument("--quick", action="store_true", help="fewer rounds, smaller N, 5 s idle")
     p.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="output directory")
-    p.add_argument("--containers", type=int, default=10, help="idle containers (memory)")
+    p.add_argument(
+        "--containers", help="memory: the container counts N (default 1,10,100; quick 1,10)"
+    )
+    p.add_argument(
+        "--state-containers", type=int, help="state: containers in the shim (100; quick 20)"
+    )
+    p.add_argument("--state-calls", type=int, help="state: calls per batch (400; quick 100)")
+    p.add_argument("--rounds", default="", help="per scenario, e.g. start=30,exit=20")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     args = p.parse_args(argv)
-    args.only = [s for s in args.only.split(",") if s]
-    unknown = set(args.only) - set(SCENARIOS)
+    only = {s for s in args.only.split(",") if s}
+    unknown = only - set(SCENARIOS)
     if unknown:
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    args.only = [s for s in SCENARIOS if s in only]  # always in this order
+    counts = args.containers or ("1,10" if args.quick else "1,10,100")
+    try:
+        args.containers = sorted({int(n) for n in counts.split(",") if n})
+        rounds = dict(QUICK_ROUNDS if args.quick else ROUNDS)
+        for item in filter(None, args.rounds.split(",")):
+            name, _, n = item.partition("=")
+            if name not in rounds:
+                p.error(f"--rounds: no rounds for {name!r} (one of {', '.join(rounds)})")
+            rounds[name] = int(n)
+    except ValueError as e:
+        p.error(str(e))
+    if not args.containers or min(args.containers) < 1 or min(rounds.values()) < 1:
+        p.error("container counts and rounds must be at least 1")
+    args.rounds = rounds
+    if args.state_containers is None:
+        args.state_containers = 20 if args.quick else 100
+    if args.state_calls is None:
+        args.state_calls = 100 if args.quick else 400
+    if args.state_containers < 2:
+        p.error("--state-containers: at least 2 (one streams, the others are asked)")
     return args
 
 
@@ -69,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_term)
     began = time.monotonic()
-    load_before = os.getloadavg()[0]
-    sockets_before = set(_listdir(SHIM_SOCKETS))
+    load = LoadWatch()
     ctx = Context(tempfile.mkdtemp(prefix="epollshim-bench-"), args.quick)
     results: dict[str, object] = {}
     try:
@@ -81,15 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         results = measure(ctx, args)
     finally:
         log("cleaning up")
-        cleanup(ctx, sockets_before)
+        cleanup(ctx)
+        load.stop()
     rows, notes = build_rows(results, args)
     notes.append(f"run took {time.monotonic() - began:.0f} s{' (--quick)' if args.quick else ''}")
-    load_after, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    busy = " (above the CPU count: other work shared the machine)"
-    notes.append(
-        f"1-min load average {load_before:.1f} at the start, {load_after:.1f} at the end "
-        f"on {cpus} CPUs{busy if max(load_before, load_after) > cpus else ''}"
-    )
+    notes.append(load_note(load, results.get("spans") or {}))  # type: ignore[arg-type]
     print()
     print(report.text_table(rows))
     print()
@@ -101,23 +132,59 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(ctx: Context, args: argparse.Namespace) -> dict[str, object]:
-    quick = args.quick
+    quick, rounds = args.quick, args.rounds
     results: dict[str, object] = {}
     v2 = (RUNC_V2, EPOLL_V2)
-    if "memory" in args.only:
-        n = args.containers
-        results["memory"] = memory.run(ctx, n, 1 if quick else 2)
-    if "start" in args.only:
-        results["start"] = latency.start_latency(ctx, v2, 5 if quick else 20)
-    if "throughput" in args.only:
-        results["throughput"] = throughput.run(
-            ctx, (RUNC_V2, EPOLL_V2, CONMON, SEED), 1 if quick else 3, sizes(quick)
-        )
-    if "idle" in args.only:
-        results["idle"] = idle.run(ctx, (RUNC_V2, EPOLL_V2, CONMON, SEED), 5 if quick else 30)
-    if "exit" in args.only:
-        results["exit"] = latency.exit_latency(ctx, v2, 3 if quick else 10)
+    for scenario in args.only:
+        began = time.monotonic()
+        try:
+            if scenario == "memory":
+                results["memory"] = memory.run(ctx, args.containers, rounds["memory"])
+            elif scenario == "start":
+                results["start"] = latency.start_latency(ctx, v2, rounds["start"])
+            elif scenario == "throughput":
+                results["throughput"] = throughput.run(
+                    ctx, (RUNC_V2, EPOLL_V2, CONMON, SEED), rounds["throughput"], sizes(quick)
+                )
+            elif scenario == "idle":
+                watched = (RUNC_V2, EPOLL_V2, CONMON, SEED)
+                results["idle"] = idle.run(ctx, watched, idle_seconds(quick))
+            elif scenario == "exit":
+                results["exit"] = latency.exit_latency(ctx, v2, rounds["exit"])
+            elif scenario == "state":
+                results["state"] = state.run(
+                    ctx, args.state_containers, rounds["state"], args.state_calls
+                )
+        except Exception as e:  # a scenario records its own errors; this is a bug in it
+            log(f"{scenario}: failed: {type(e).__name__}: {e}")
+        ended = time.monotonic()
+        results.setdefault("spans", {})[scenario] = (began, ended)  # type: ignore[index]
+        log(f"{scenario}: {ended - began:.0f} s")
     return results
+
+
+def load_note(load: LoadWatch, spans: dict[str, tuple[float, float]]) -> str:
+    """The 1-min load average over the run and per scenario (median, max) against the CPUs."""
+    cpus = os.cpu_count() or 1
+    every = [x for _, x in load.samples]
+    if not every:
+        return "no load average sampled"
+    parts = []
+    for name, (t0, t1) in spans.items():
+        xs = load.between(t0, t1)
+        if xs:
+            parts.append(f"{name} {median(xs):.1f}/{max(xs):.1f}")
+    busy = max(every) > cpus
+    return (
+        f"1-min load average over the run (sampled every 5 s), median/max: "
+        f"{median(every):.1f}/{max(every):.1f} on {cpus} CPUs"
+        + (f"; per scenario: {', '.join(parts)}" if parts else "")
+        + (" (above the CPU count: other work shared the machine)" if busy else "")
+    )
+
+
+def idle_seconds(quick: bool) -> int:
+    return 5 if quick else 30
 
 
 def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row], list[str]]:  # type: ignore[type-arg]
@@ -126,21 +193,9 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
     notes: list[str] = []
     mem = results.get("memory")
     if mem:
-        n = args.containers
-        pairs: tuple[tuple[str, str, tuple[str, float, str] | None], ...] = (
-            (EPOLL_V2, RUNC_V2, ("ratio", 2.0, "<=")),
-            (EPOLL_V2_GROUPED, RUNC_V2, ("ratio", 0.25, "<=")),
-            (EPOLL_V2_GROUPED, RUNC_V2_GROUPED, None),  # (info)
-            (SEED, CONMON, None),  # (info)
-        )
-        for key, label in (("anon", "RssAnon"), ("pss", "Pss")):
-            m = f"{label} per container, {n} idle"
-            for ours, anchor, target in pairs:
-                rows.append(
-                    R(m, "MB", ".2f", ours, mem[ours][key], anchor, mem[anchor][key], target)
-                )
-        shims = {k: v.get("shims") for k, v in mem.items() if v.get("shims")}
-        notes.append(f"memory: shim processes counted per subject: {shims}")
+        rows += _memory_rows(mem, args.containers)
+        shims = {f"{k[0]} N={k[1]}": v.get("shims") for k, v in mem.items() if v.get("shims")}
+        notes.append(f"memory: most shim processes counted at once: {shims}")
     start = results.get("start")
     if start:
         rows.append(_latency_row("start: ctr run --rm true", start, 1.05))
@@ -189,11 +244,11 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
         )
     idl = results.get("idle")
     if idl:
-        secs = 5 if args.quick else 30
+        window = idle_seconds(args.quick) / idle.WINDOWS
         for ours, anchor, targeted in ((EPOLL_V2, RUNC_V2, True), (SEED, CONMON, False)):
             rows.append(
                 R(
-                    f"idle wake-ups in {secs} s",
+                    f"idle wake-ups in {window * idle.WINDOWS:g} s",
                     "switches",
                     ".0f",
                     ours,
@@ -204,11 +259,83 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
                 )
             )
         th = {k: v.get("threads") for k, v in idl.items() if v.get("threads")}
-        notes.append(f"idle: threads per shim: {th}")
+        notes.append(
+            f"idle: the total over {idle.WINDOWS} consecutive windows of {window:.3g} s, each "
+            f"window a sample; threads per shim: {th}"
+        )
     ex = results.get("exit")
     if ex:
         rows.append(_latency_row("exit -> ctr run returns", ex, 1.0))
+    st = results.get("state")
+    if st:
+        rows += _state_rows(st, args.state_containers, args.state_calls)
+        for (name, mode), v in st.items():
+            if v["rate"] and mode != "quiet":
+                lo, hi = min(v["rate"]), max(v["rate"])
+                notes.append(f"state {name} {mode}: the stream ran at {lo:.0f}-{hi:.0f} MB/s")
+            if v["errors"]:
+                notes.append(f"state {name} {mode}: failed batches: {'; '.join(v['errors'])}")
+    spans = results.get("spans")
+    if spans:
+        took = ", ".join(f"{k} {t1 - t0:.0f} s" for k, (t0, t1) in spans.items())
+        notes.append(f"time per scenario: {took}")
     return rows, notes
+
+
+# Targets: issue 9 where it sets one (RssAnon of an ungrouped shim <= 1.8x, start <= 1.05x,
+# exit <= 1x, State p50/p99 <= 1x), else the bench's earlier ones.
+Target = tuple[str, float, str] | None
+
+
+def _memory_rows(mem: dict, counts: list[int]) -> list[report.Row]:  # type: ignore[type-arg]
+    """Per metric and N: ungrouped vs runc-v2, grouped vs runc-v2 (from N = 10: one shim per
+    container is what runc-v2 users without pods get), grouped vs grouped, seed vs conmon."""
+    rows = []
+    bounds = {"anon": 1.8, "pss": 2.0}
+    for key, label in (("anon", "RssAnon"), ("pss", "Pss")):
+        for n in counts:
+            pairs: list[tuple[str, str, Target]] = [
+                (EPOLL_V2, RUNC_V2, ("ratio", bounds[key], "<=")),
+                (EPOLL_V2_GROUPED, RUNC_V2, ("ratio", 0.25, "<=") if n >= 10 else None),
+                (EPOLL_V2_GROUPED, RUNC_V2_GROUPED, None),
+            ]
+            if n <= memory.DIRECT_MAX:
+                pairs.append((SEED, CONMON, None))
+            for ours, anchor, target in pairs:
+                rows.append(
+                    report.Row(
+                        f"{label} per container, N={n}",
+                        "MB",
+                        ".2f",
+                        ours,
+                        mem[(ours, n)][key],
+                        anchor,
+                        mem[(anchor, n)][key],
+                        target,
+                    )
+                )
+    return rows
+
+
+def _state_rows(st: dict, n: int, calls: int) -> list[report.Row]:  # type: ignore[type-arg]
+    """State call latency, epollshim-v2 grouped vs runc-v2 grouped, per mode, p50 and p99."""
+    rows = []
+    what = {"quiet": "quiet", "pipe": "1 streams, pipe", "tty": "1 streams, tty"}
+    for mode in state.MODES:
+        for q in ("p50", "p99"):
+            rows.append(
+                report.Row(
+                    f"State {q}, {n} in 1 shim, {what[mode]}",
+                    "ms",
+                    ".3f",
+                    EPOLL_V2_GROUPED,
+                    st[(EPOLL_V2_GROUPED, mode)][q],
+                    RUNC_V2_GROUPED,
+                    st[(RUNC_V2_GROUPED, mode)][q],
+                    None if mode == "quiet" else ("ratio", 1.0, "<="),
+                )
+            )
+    return rows
 
 
 def sizes(quick: bool) -> dict[str, int]:
@@ -230,14 +357,21 @@ def _ms(c: Cell) -> Cell:
 
 
 def write(rows: list[report.Row], notes: list[str], args: argparse.Namespace) -> None:
+    """bench.md and bench.png for a full run; a subset or a --quick run gets its own names
+    (bench-memory-state.md, bench-quick.md) so that it never replaces the last full run."""
     os.makedirs(args.out, exist_ok=True)
+    stem = "bench"
+    if list(args.only) != list(SCENARIOS):
+        stem += "-" + "-".join(args.only)
+    if args.quick:
+        stem += "-quick"
     png = None
     try:
-        png = report.chart(rows, os.path.join(args.out, "bench.png"))
+        png = report.chart(rows, os.path.join(args.out, stem + ".png"))
     except ImportError as e:
         notes.append(f"no chart: {e} (pip install -e '.[bench]')")
     md = report.markdown(rows, report.machine(), notes, os.path.basename(png) if png else None)
-    path = os.path.join(args.out, "bench.md")
+    path = os.path.join(args.out, stem + ".md")
     with open(path, "w") as f:
         f.write(md)
     log(f"wrote {path}{' and ' + png if png else ''}")
@@ -246,12 +380,19 @@ def write(rows: list[report.Row], notes: list[str], args: argparse.Namespace) ->
 # -- clean-up --------------------------------------------------------------------------------
 
 
-def cleanup(ctx: Context, sockets_before: set[str]) -> None:
-    """containerd and its shims (the harness), then anything whose argv names our work dir
-    (seed shims, ``epollshim run``, conmon), runc state in our root, mounts, the dir itself,
-    and shim sockets that appeared during the run and that nobody listens on."""
+def cleanup(ctx: Context) -> None:
+    """containerd and its shims (the harness), then the children we started that still run
+    (by their Popen), anything whose argv names our work dir (seed shims, ``epollshim run``,
+    conmon, ctr), runc state in our root, mounts, the dir itself, and the shim sockets our
+    containerd's shims would have used (named from our socket, namespace and ids), if stale.
+    Sockets of other containerds are never touched."""
+    sockets = our_sockets(ctx)
     with contextlib.suppress(Exception):
         ctx.stop()
+    for child in ctx.children:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     mine = os.fsencode(ctx.work)
     for pid in all_pids():
         if pid == os.getpid():
@@ -268,15 +409,31 @@ def cleanup(ctx: Context, sockets_before: set[str]) -> None:
             with contextlib.suppress(OSError):
                 unmount(point)
     shutil.rmtree(ctx.work, ignore_errors=True)
-    for name in set(_listdir(SHIM_SOCKETS)) - sockets_before:
-        path = os.path.join(SHIM_SOCKETS, name)
+    for path in sockets:
         with contextlib.suppress(OSError):
             if stat.S_ISSOCK(os.lstat(path).st_mode) and not _listening(path):
                 os.unlink(path)
+                log(f"removed the stale shim socket {path}")
     for name in _listdir("/dev/shm"):  # conmon logs (ConmonSubject.log_dir)
         if name.startswith(os.path.basename(ctx.work) + "-"):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join("/dev/shm", name))
+    left = sorted(p for p in sockets if os.path.lexists(p))
+    if left:
+        log(f"shim sockets of ours still there (a shim still listens?): {left}")
+
+
+def our_sockets(ctx: Context) -> set[str]:
+    """The sockets shims of our containerd bind: sha256 of ``<address>/<namespace>/<id>`` for
+    every container and group id we used (runc-v2's convention, which epollshim follows)."""
+    if ctx.ctd is None:
+        return set()
+    address, namespace = ctx.ctd.address, ctx.ctd.namespace
+    out = set()
+    for name in ctx.socket_ids:
+        joined = os.path.normpath("/".join((address, namespace, name)))
+        out.add(os.path.join(SHIM_SOCKETS, hashlib.sha256(joined.encode()).hexdigest()))
+    return out
 
 
 def _listening(path: str) -> bool:

@@ -195,8 +195,35 @@ def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
 def run(argv: list[str], timeout: float = 60, **kw: object) -> subprocess.CompletedProcess[str]:
     kw.setdefault("capture_output", True)
     kw.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.run(argv, timeout=timeout, text=True, **kw)  # type: ignore[call-overload]
+    return subprocess.run(argv, timeout=timeout, text=True, **kw)  # type: ignore[call-overload,no-any-return]
 
 
 def median(xs: Iterable[float]) -> float:
     return statistics.median(list(xs))
+
+
+class LoadWatch:
+    """The 1-min load average, sampled every ``every`` seconds in a thread for the notes: on a
+    shared machine it says how much other work ran beside the bench (ours counts too)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        import threading
+
+        self.samples: list[tuple[float, float]] = []  # (monotonic time, load)
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append((time.monotonic(), os.getloadavg()[0]))
+            if self._stop.wait(self._every):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def between(self, t0: float, t1: float) -> list[float]:
+        return [load for t, load in self.samples if t0 <= t <= t1]

@@ -88,8 +88,9 @@ def _alternate(ctx: Context, names: tuple[str, ...], n: int, once, what: str) ->
     out = {}
     for name in names:
         out[name] = Cell.of(samples[name]) if samples[name] else Cell(error=errors[name])
-        if out[name].ok:
-            log(f"{what} {name}: median {out[name].value * 1000:.1f} ms of {n}")
+        value = out[name].value
+        if value is not None:
+            log(f"{what} {name}: median {value * 1000:.1f} ms of {n}")
     return out
 
 

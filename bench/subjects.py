@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import (
@@ -47,6 +48,10 @@ class Context:
         self.ctd: Any = None  # PrivateContainerd once started
         self.ctd_error = ""
         self.image = ""
+        # ids that name a shim socket in /run/containerd/s (container ids, group ids): the
+        # clean-up removes exactly those sockets, if stale, and no other
+        self.socket_ids: set[str] = set()
+        self.children: list[subprocess.Popen[bytes]] = []  # helpers to end if still running
         os.makedirs(self.runc_root, mode=0o700, exist_ok=True)
 
     def start_containerd(self) -> None:
@@ -91,6 +96,8 @@ class CtrSubject:
         self.name = name
         self.runtime = RUNTIMES[name]
         self.group = new_id("g") if name.endswith("grouped") else ""
+        if self.group:
+            ctx.socket_ids.add(self.group)
 
     def check(self) -> None:
         if self.ctx.ctd is None:
@@ -107,6 +114,7 @@ class CtrSubject:
     def run_args(
         self, cid: str, argv: list[str], *, tty: bool = False, rm: bool = True, detach: bool = False
     ) -> list[str]:
+        self.ctx.socket_ids.add(cid)
         args = ["run", "--runtime", self.runtime]
         if self.group:
             args += ["--annotation", f"{SANDBOX_ANNOTATION}={self.group}"]
@@ -146,7 +154,8 @@ class CtrSubject:
         return pids[0]
 
     def start_idle(self, n: int) -> list[str]:
-        ids = []
+        """n more ``sleep`` containers, one after another (detached, no IO)."""
+        ids: list[str] = []
         for _ in range(n):
             cid = new_id("b")
             r = self.ctr(*self.run_args(cid, IDLE, rm=False, detach=True))
@@ -156,14 +165,29 @@ class CtrSubject:
             ids.append(cid)
         return ids
 
-    def stop_idle(self, ids: list[str]) -> None:
-        for cid in ids:
-            self.ctr("task", "kill", "-s", "SIGKILL", cid, timeout=30)
-        for cid in ids:
-            self.ctr("task", "delete", "--force", cid, timeout=30)
+    def stop_idle(self, ids: list[str], workers: int = 4) -> None:
+        """SIGKILL and delete the tasks, delete the containers (a few at a time: the tear-down
+        is outside every measurement), then wait for the shims that served them to end."""
+
+        def remove(cid: str) -> None:
+            self.ctr("task", "delete", "--force", cid, timeout=30)  # kills, waits, deletes
             self.ctr("containers", "delete", cid, timeout=30)
+
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(remove, ids))
+        gone = set(ids)
         with contextlib.suppress(BenchError):  # shims end after their last task is deleted
-            wait_for("shims to end", lambda: not self.shim_pids(), 10)
+            wait_for("shims to end", lambda: not self.shims_serving(gone), 30)
+
+    def shims_serving(self, ids: set[str]) -> list[int]:
+        """Shim daemons whose ``-id`` is one of ``ids`` (a grouped shim has its first one's)."""
+        found = []
+        for pid in self.shim_pids():
+            with contextlib.suppress(OSError):
+                argv = [a.decode(errors="replace") for a in cmdline(pid)]
+                if go_flags(argv).get("id") in ids:
+                    found.append(pid)
+        return found
 
 
 def go_flags(argv: list[str]) -> dict[str, str]:
