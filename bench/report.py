@@ -204,6 +204,7 @@ def machine() -> dict[str, str]:
 
     return {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "epollshim": source_version(),
         "kernel": platform.release(),
         "cpus": str(os.cpu_count()),
         "python": platform.python_version(),
@@ -211,6 +212,30 @@ def machine() -> dict[str, str]:
         "runc": version(["runc", "--version"]),
         "conmon": version(["conmon", "--version"]),
     }
+
+
+def source_version() -> str:
+    """The commit the measured code is at, and whether epollshim/ had uncommitted changes (the
+    package is installed editable: the shims run the working tree)."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(
+            ["git", "-C", here, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", here, "status", "--porcelain", "--", "epollshim"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    if not head:
+        return "?"
+    return head + (" + uncommitted changes in epollshim/" if dirty else "")
 
 
 def markdown(rows: list[Row], meta: dict[str, Any], notes: list[str], chart: str | None) -> str:
