@@ -32,7 +32,8 @@ ENTRY_POINTS = {
     "seed shim": "import epollshim.cli, epollshim.v0.shim, epollshim.config, epollshim.trace",
     "v2 daemon": "import epollshim.v2.daemon",
     "v2 start/delete": "import epollshim.v2.main, epollshim.v2.start, epollshim.v2.delete",
-    "conmon monitor": "import epollshim.conmon.main",
+    "conmon monitor": "import epollshim.conmon.main, epollshim.conmon.monitor, "
+    "epollshim.conmon.options, epollshim.conmon.exitcmd, epollshim.trace",
 }
 
 
