@@ -28,7 +28,9 @@ def test_exit_3_is_reported_as_exited_with_3(pod: Pod) -> None:
     cid = pod.run("three", ["sh", "-c", "exit 3"])
     status = pod.wait_exited(cid)
     assert (status.state, status.exit_code, status.reason) == (S.CONTAINER_EXITED, 3, "Error")
-    assert status.finished_at >= status.started_at > 0
+    # both set; their order is not checked: containerd stamps started_at after Start returned,
+    # the shim stamps the exit, and a container this short can exit in between
+    assert status.started_at > 0 and status.finished_at > 0
 
 
 def test_stop_waits_the_grace_period_then_kills(pod: Pod) -> None:
