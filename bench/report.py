@@ -174,10 +174,10 @@ def spread(row: Row, cell: Cell) -> str:
         return f" <sub>n={len(cell.samples)}</sub>" if cell.ok and cell.samples else ""
     f = row.fmt
     lo, hi, conf = median_interval(cell.samples)
-    out = f" <sub>n={len(cell.samples)} · {conf:.0%}: {format(lo, f)}-{format(hi, f)}"
-    if (lo, hi) != (min(cell.samples), max(cell.samples)):
-        out += f" · {format(min(cell.samples), f)}-{format(max(cell.samples), f)}"
-    return out + "</sub>"
+    interval = f"{format(lo, f)}-{format(hi, f)}"
+    span = f"{format(min(cell.samples), f)}-{format(max(cell.samples), f)}"
+    out = f" <sub>n={len(cell.samples)} · {conf:.0%}: {interval}"
+    return out + (f" · {span}" if span != interval else "") + "</sub>"
 
 
 def markdown_table(rows: list[Row]) -> str:
