@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_term)
     began = time.monotonic()
     load = LoadWatch()
+    code_before = report.source_version()
     ctx = Context(tempfile.mkdtemp(prefix="epollshim-bench-"), args.quick)
     results: dict[str, object] = {}
     try:
@@ -121,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     rows, notes = build_rows(results, args)
     notes.append(f"run took {time.monotonic() - began:.0f} s{' (--quick)' if args.quick else ''}")
     notes.append(load_note(load, results.get("spans") or {}))  # type: ignore[arg-type]
+    code_after = report.source_version()
+    if code_after != code_before:
+        notes.append(
+            f"the code under test changed during the run: {code_before} at the start, "
+            f"{code_after} at the end (the package is installed editable)"
+        )
     print()
     print(report.text_table(rows))
     print()

@@ -235,7 +235,28 @@ def source_version() -> str:
         return "?"
     if not head:
         return "?"
-    return head + (" + uncommitted changes in epollshim/" if dirty else "")
+    if not dirty:
+        return head
+    return f"{head} + uncommitted changes in epollshim/ (its *.py files hash to {tree_hash()})"
+
+
+def tree_hash() -> str:
+    """A short hash of every ``epollshim/**/*.py`` file's path and contents: the code the shims
+    run, so that a change during a run shows (other work may edit the tree meanwhile)."""
+    import hashlib
+
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "epollshim")
+    h = hashlib.sha256()
+    for d, _dirs, files in sorted(os.walk(root)):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(d, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            h.update(os.path.relpath(path, root).encode() + b"\0" + data + b"\0")
+    return h.hexdigest()[:12]
 
 
 def markdown(rows: list[Row], meta: dict[str, Any], notes: list[str], chart: str | None) -> str:
