@@ -31,7 +31,8 @@ from epollshim.core import events as ev
 from epollshim.core.machine import Observer, Process
 from epollshim.core.states import State
 from epollshim.log import Log
-from epollshim.shell.console import ConsoleError, ConsoleSocket, set_winsize
+from epollshim.shell import sock
+from epollshim.shell.console import ConsoleError, ConsoleSocket, receive_master, set_winsize
 from epollshim.shell.process import SpawnError, become_subreaper, reap_into
 from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.shell.signals import SIGCHLD, SIGINT, SIGKILL, SIGTERM, Signals, describe
@@ -92,6 +93,8 @@ class Monitor(SeedShim):
         self.runtime_started = False  # then the exit command runs at the end, as conmon's
         self.pid_sent = self.timed_out = self.log_failed = False
         self.stderr_r = -1
+        self.console_conn: sock.Socket | None = None  # runc's connection, message pending
+        self.console_failure = ""
 
     # -- start-up ----------------------------------------------------------------
     def setup(self) -> None:
@@ -152,6 +155,7 @@ class Monitor(SeedShim):
         self.own_fds.append(self.stderr_r)
         if self.conmon.terminal:
             self.console = ConsoleSocket()
+            self.loop.add_reader(self.console.sock.fileno(), self._console_connected)
             return devnull, devnull, err_w
         stdin = devnull
         if self.conmon.stdin:
@@ -229,8 +233,12 @@ class Monitor(SeedShim):
             return
         try:
             pid = self._read_pid()
+            if self.console_conn:
+                self._console_message()  # runc exited: its message is there
             if self.console:
                 self._attach_console(self.console.receive())
+            if self.conmon.terminal and self.master < 0:
+                raise ConsoleError(self.console_failure or "runc sent no console")
         except (SetupError, ConsoleError) as e:
             self._feed(ev.RuntimeFailed(step, str(e)))
             return
@@ -257,8 +265,42 @@ class Monitor(SeedShim):
         except ValueError as e:
             raise SetupError(str(e)) from e
 
-    def _attach_console(self, master: int) -> None:
+    def _console_connected(self) -> None:
+        """runc connected to the console socket: take the master as soon as it is sent."""
         assert self.console is not None
+        try:
+            conn = sock.accept(self.console.sock)
+        except BlockingIOError:  # EAGAIN: a spurious wake-up
+            return
+        self.loop.forget(self.console.sock.fileno())
+        self.console_conn = conn
+        self.loop.add_reader(conn.fileno(), self._console_readable)
+
+    def _console_readable(self) -> None:
+        try:
+            self._console_message()
+        except ConsoleError as e:  # reported when runc's exit comes (RuntimeFailed)
+            self.console_failure = str(e)
+
+    def _console_message(self) -> None:
+        """runc's message on the console connection: the pty master (ConsoleError if not)."""
+        conn, self.console_conn = self.console_conn, None
+        assert conn is not None and self.console is not None
+        self.loop.forget(conn.fileno())
+        try:
+            master = receive_master(conn)
+        except ConsoleError:
+            self.console.close()
+            self.console = None
+            raise
+        finally:
+            conn.close()
+        self._attach_console(master)
+
+    def _attach_console(self, master: int) -> None:
+        """The pty master: resized at once (podman sent the size before the start)."""
+        assert self.console is not None
+        self.loop.forget(self.console.sock.fileno())
         self.console.close()
         self.console = None
         self.master = master
@@ -410,6 +452,9 @@ class Monitor(SeedShim):
             self.pid_sent = True
 
     def close(self) -> None:
+        if self.console_conn:
+            self.console_conn.close()
+            self.console_conn = None
         if self.attach:
             self.attach.close()
             self.attach = None

@@ -6,6 +6,9 @@ ancillary data is one SCM_RIGHTS fd, the pty master. It does so before it
 writes the pid file, so once ``runc create``/``exec`` exited 0 the connection
 is already queued in the listen backlog and a non-blocking accept finds it.
 The 108-byte ``sun_path`` limit is why the socket lives in a short temp dir.
+A front end may instead take the master as it comes (accept when the listener is
+readable, ``receive_master`` once the connection is): runc sends it before the process
+runs, so a size set then is the size the process starts with (conmon does this).
 """
 
 import fcntl
@@ -38,26 +41,10 @@ class ConsoleSocket:
             conn = sock.accept(self.sock)
         except BlockingIOError as e:
             raise ConsoleError("runc sent no console on the console socket") from e
-        fds: list[int] = []
         try:
-            conn.setblocking(False)
-            try:
-                _, ancdata, _, _ = conn.recvmsg(1024, sock.CMSG_SPACE(4), sock.MSG_CMSG_CLOEXEC)
-            except BlockingIOError as e:
-                raise ConsoleError("console socket connection sent nothing") from e
-            for level, kind, data in ancdata:
-                if level == sock.SOL_SOCKET and kind == sock.SCM_RIGHTS:
-                    whole = len(data) - len(data) % 4  # C ints
-                    fds += struct.unpack(f"{whole // 4}i", data[:whole])
+            return receive_master(conn)
         finally:
             conn.close()
-        if len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            raise ConsoleError(f"expected one pty master fd, got {len(fds)}")
-        master = fds[0]
-        os.set_blocking(master, False)
-        return master
 
     def close(self) -> None:
         self.sock.close()
@@ -66,6 +53,29 @@ class ConsoleSocket:
                 remove(path)
             except FileNotFoundError:
                 pass
+
+
+def receive_master(conn: sock.Socket) -> int:
+    """The pty master runc sent on an accepted console connection (non-blocking,
+    close-on-exec); ConsoleError if the message is not there (yet) or holds no one fd.
+    The caller closes ``conn``."""
+    fds: list[int] = []
+    conn.setblocking(False)
+    try:
+        _, ancdata, _, _ = conn.recvmsg(1024, sock.CMSG_SPACE(4), sock.MSG_CMSG_CLOEXEC)
+    except BlockingIOError as e:
+        raise ConsoleError("console socket connection sent nothing") from e
+    for level, kind, data in ancdata:
+        if level == sock.SOL_SOCKET and kind == sock.SCM_RIGHTS:
+            whole = len(data) - len(data) % 4  # C ints
+            fds += struct.unpack(f"{whole // 4}i", data[:whole])
+    if len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise ConsoleError(f"expected one pty master fd, got {len(fds)}")
+    master = fds[0]
+    os.set_blocking(master, False)
+    return master
 
 
 def set_winsize(fd: int, cols: int, rows: int) -> None:

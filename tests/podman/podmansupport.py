@@ -189,3 +189,54 @@ def first_line(data: bytes | str) -> str:
 def run_args(*args: str, opts: Sequence[str] = ()) -> list[str]:
     """``run`` with our private-VM options, then ``opts``, the image and ``args``."""
     return ["run", *RUN_OPTS, *opts, IMAGE, *args]
+
+
+class Terminal:
+    """A podman command on a pty of its own (``ptyprocess``), read with bounded waits."""
+
+    def __init__(self, argv: list[str], rows: int = 24, cols: int = 80) -> None:
+        from ptyprocess import PtyProcess
+
+        self.proc = PtyProcess.spawn(argv, dimensions=(rows, cols))
+        self.seen = b""
+
+    def type(self, data: bytes) -> None:
+        self.proc.write(data)
+
+    def _read(self, timeout: float) -> bool:
+        """Read what is there within ``timeout``; False at EOF."""
+        ready, _, _ = select.select([self.proc.fd], [], [], timeout)
+        if ready:
+            try:
+                data = os.read(self.proc.fd, 65536)
+            except OSError:  # EIO: podman closed the terminal (it exited)
+                return False
+            if not data:
+                return False
+            self.seen += data
+        return True
+
+    def expect(self, pattern: bytes, timeout: float = DEADLINE) -> bytes:
+        """Wait until ``pattern`` appears in the output; all the output so far."""
+        end = time.monotonic() + timeout
+        while pattern not in self.seen:
+            if time.monotonic() > end or not self._read(0.05):
+                raise AssertionError(f"no {pattern!r} in {self.seen[-400:]!r}")
+        return self.seen
+
+    def resize(self, rows: int, cols: int) -> None:
+        self.proc.setwinsize(rows, cols)  # podman gets SIGWINCH and writes the ctl FIFO
+
+    def exit_status(self, timeout: float = DEADLINE) -> int:
+        end = time.monotonic() + timeout
+        while self.proc.isalive():
+            if time.monotonic() > end:
+                raise AssertionError(f"podman still running; output {self.seen[-400:]!r}")
+            if not self._read(0.05):
+                select.select([], [], [], 0.02)  # EOF already: a bounded poll of the pid
+        return int(self.proc.exitstatus if self.proc.exitstatus is not None else -1)
+
+    def close(self) -> None:
+        if self.proc.isalive():
+            os.kill(self.proc.pid, 9)
+        self.proc.close(force=True)
