@@ -27,6 +27,7 @@ Facts and rules:
 """
 
 import errno
+import fcntl
 import os
 
 from epollshim.core.exits import ExitRouter
@@ -109,9 +110,17 @@ def find_program(name: str, path: str | None = None) -> str:
     return name  # spawn_quick reports it as not found
 
 
-def spawn_quick(argv: list[str], *, stdio: tuple[int, int, int], env: dict[str, str]) -> int:
-    """posix_spawn ``argv`` (``argv[0]`` a path) with ``stdio`` as its 0/1/2; return its pid."""
-    high = [os.dup(fd) if fd <= 2 else fd for fd in stdio]  # CLOEXEC copies: no clobbering
+def spawn_quick(
+    argv: list[str], *, stdio: tuple[int, int, int], env: dict[str, str], fds: tuple[int, ...] = ()
+) -> int:
+    """posix_spawn ``argv`` (``argv[0]`` a path) with ``stdio`` as its 0/1/2 and ``fds`` as its
+    3, 4, ... (a logging binary's); return its pid."""
+    wanted = (*stdio, *fds)
+    # CLOEXEC copies above every target fd: no dup2 clobbers a source still to be read
+    high = [
+        fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, len(wanted)) if fd < len(wanted) else fd
+        for fd in wanted
+    ]
     try:
         actions = [(os.POSIX_SPAWN_DUP2, fd, target) for target, fd in enumerate(high)]
         return os.posix_spawn(
@@ -125,7 +134,7 @@ def spawn_quick(argv: list[str], *, stdio: tuple[int, int, int], env: dict[str, 
     except OSError as e:  # ENOENT, EACCES, ENOEXEC: exec failed in the child
         raise SpawnError(f"cannot execute {argv[0]}: {e.strerror}") from e
     finally:
-        for fd, original in zip(high, stdio, strict=True):
+        for fd, original in zip(high, wanted, strict=True):
             if fd != original:
                 os.close(fd)
 

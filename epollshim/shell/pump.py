@@ -12,7 +12,8 @@ Rules:
   On EOF the pump unregisters the source (a dead master reports HUP for ever)
   and calls ``on_eof`` once any pending bytes are written.
 * EPIPE on the destination (its reader left for good) ends the pump too: the
-  bytes have nowhere to go. ``broken`` tells the owner it was that end.
+  bytes have nowhere to go; so do ENOSPC, EDQUOT and EFBIG (a full log file).
+  ``broken`` tells the owner it was that end.
 """
 
 import errno
@@ -22,7 +23,8 @@ from collections.abc import Callable
 from epollshim.shell.loop import Loop
 
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
-_EOF_ERRNOS = (errno.EIO, errno.EPIPE, errno.ECONNRESET)
+_DST_ERRNOS = (errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # only a destination
+_EOF_ERRNOS = (errno.EIO, errno.ECONNRESET, *_DST_ERRNOS)
 
 
 class Pump:
@@ -70,7 +72,7 @@ class Pump:
                 if e.errno == errno.EINVAL:
                     self.splice = False  # not splice-able: copy through a buffer
                 elif e.errno in _EOF_ERRNOS:
-                    self.broken = e.errno == errno.EPIPE  # EIO: a pty master's slave is gone
+                    self.broken = e.errno in _DST_ERRNOS  # EIO: a pty master's slave is gone
                     self._end()
                     return
                 else:
