@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def monitor_main(argv: list[str]) -> int:
+    inherited = _inherited_fds()
     from epollshim.conmon import options, pipes
     from epollshim.conmon.monitor import Fds
 
@@ -73,7 +74,8 @@ def monitor_main(argv: list[str]) -> int:
     except PermissionError:  # EPERM: already a session leader (--sync under a leader)
         pass
     _detach_stdio(keep_stderr=bool(opts.trace))
-    return _monitor(opts, fds)
+    others = [fd for fd in inherited if fd not in (fds.sync, fds.start, fds.attach)]
+    return _monitor(opts, fds, others)
 
 
 def _refuse(fds: "Fds", message: str) -> int:
@@ -135,7 +137,21 @@ def _detach_stdio(*, keep_stderr: bool) -> None:
     os.close(devnull)
 
 
-def _monitor(opts: "Options", fds: "Fds") -> int:
+def _inherited_fds() -> list[int]:
+    """The fds above 2 we were started with (podman's preserved fds and reserved ports:
+    conmon closes them before it writes the exit file, so that they can be reused)."""
+    fds = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and os.fstat(fd):  # listdir's own directory fd is closed again
+                fds.append(fd)
+        except OSError:  # EBADF: that directory fd
+            pass
+    return fds
+
+
+def _monitor(opts: "Options", fds: "Fds", inherited: list[int]) -> int:
     from epollshim.conmon import exitcmd
     from epollshim.conmon.monitor import Monitor
     from epollshim.conmon.options import LOG_LEVELS
@@ -153,6 +169,7 @@ def _monitor(opts: "Options", fds: "Fds") -> int:
 
         trace = make_tracer(opts.trace)
     monitor = Monitor(opts, fds, log, trace)
+    monitor.inherited = inherited
     try:
         code = monitor.run()
     except SetupError as e:

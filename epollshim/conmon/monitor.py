@@ -95,6 +95,7 @@ class Monitor(SeedShim):
         self.stderr_r = -1
         self.console_conn: sock.Socket | None = None  # runc's connection, message pending
         self.console_failure = ""
+        self.inherited: list[int] = []  # fds podman passed besides its pipes: closed at exit
 
     # -- start-up ----------------------------------------------------------------
     def setup(self) -> None:
@@ -404,6 +405,12 @@ class Monitor(SeedShim):
             self.attach = None
         if self.k8s:
             self._close_log()
+        for fd in self.inherited:  # before the exit file: ports podman reserved are free again
+            try:
+                os.close(fd)
+            except OSError:  # EBADF: already closed (runc's --preserve-fds took nothing of ours)
+                pass
+        self.inherited = []
         self._write_exit_files(str(code))
         if self.conmon.exec:
             self._send(self.fds.sync, code, TIMED_OUT if self.timed_out else None)

@@ -120,3 +120,23 @@ def test_syslog_sink(tmp_path: Path) -> None:
     finally:
         os.close(fd)
         server.close()
+
+
+def test_trace_states_through_a_wrapper(store: PrivatePodman, tmp_path: Path) -> None:
+    import json
+
+    wrapper = tmp_path / "monitor"
+    wrapper.write_text(f'#!/bin/sh\nexec {our_monitor()} --trace-states=json "$@"\n')
+    wrapper.chmod(0o755)
+    store.monitor = str(wrapper)
+    try:
+        r = store(*run_args("sh", "-c", "exit 2", opts=("--rm",)))
+    finally:
+        store.remove_all()
+    assert r.returncode == 2, r.stderr
+    records = [json.loads(line) for line in r.stderr.splitlines() if line.startswith(b"{")]
+    assert [(t["name"], t["from"], t["to"]) for t in records] == [
+        ("init", "STARTING", "RUNNING"),
+        ("init", "RUNNING", "REAPING"),
+        ("init", "REAPING", "CLEANUP"),
+    ]

@@ -161,3 +161,25 @@ def test_runtime_failure_is_reported(podman: PrivatePodman) -> None:
     assert r.returncode == 127, r.stderr
     assert b"no such file or directory" in r.stderr.lower()
     poll("the failed container removed", lambda: podman.container_ids() == [])
+
+
+def test_timeout(podman: PrivatePodman) -> None:
+    # --timeout: the monitor kills the process; conmon's exit status is then -1 (255)
+    r = podman(
+        *run_args(
+            "sh", "-c", "echo before; sleep 1000; echo after", opts=("--rm", "--timeout", "1")
+        )
+    )
+    assert (r.returncode, r.stdout) == (255, b"before\n")
+
+
+def test_log_size_max(podman: PrivatePodman) -> None:
+    # the file is started afresh before a line would take it past the maximum
+    cid = start(podman, "sh", "-c", "seq 1 2000; echo done >&2", opts=("--log-opt", "max-size=2kb"))
+    assert podman.ok("wait", cid).strip() == "0"
+    path = podman.ok("inspect", "--format", "{{.HostConfig.LogConfig.Path}}", cid).strip()
+    size = os.path.getsize(path)
+    assert 0 < size <= 2000
+    with open(path) as f:
+        lines = k8s_lines(f.read())
+    assert lines[-1] == ("stderr", "F", "done") or ("stdout", "F", "2000") in lines[-2:]
