@@ -30,7 +30,7 @@ from epollshim.v2.events import Publisher
 from epollshim.v2.messages import Code, TaskExit, TaskStatus, WaitResponse, timestamp
 from epollshim.v2.options import RuncOptions
 from epollshim.v2.server import Call
-from epollshim.v2.stdio import ProcIO
+from epollshim.v2.stdio import BINARY, FIFO, Output, ProcIO
 
 GONE = (State.KILLING, State.REAPING, State.CLEANUP)
 
@@ -92,6 +92,7 @@ class Proc:
         self.exec_id = exec_id
         self.id = exec_id or container.id
         self.paths = paths
+        self.output = Output(FIFO, paths[1])  # where stdout goes (stdio_uri.parse)
         self.terminal = terminal
         self.spec = b""  # an exec's OCI process JSON
         self.machine: Process | None = None
@@ -136,6 +137,29 @@ class Proc:
         return TaskStatus.CREATED
 
     # -- the machine -------------------------------------------------------------------
+    def new_io(self) -> ProcIO:
+        """The stdio its output URI asks for (a logging binary made, not started)."""
+        c, ctx, out = self.container, self.ctx, self.output
+        logger = None
+        if out.kind == BINARY:
+            from epollshim.v2.logger import Logger  # only shims asked for one pay for it
+
+            logger = Logger(ctx.loop, ctx.router, ctx.log, out.path, out.args)
+        # runc-v2 names the exec, not its container, in an exec's logger's CONTAINER_ID
+        env = {"CONTAINER_ID": self.id, "CONTAINER_NAMESPACE": ctx.namespace}
+        return ProcIO(
+            ctx.loop,
+            ctx.log,
+            self.name,
+            self.paths,
+            self.terminal,
+            ctx.bufsize,
+            output=out,
+            io_ids=(c.opts.io_uid, c.opts.io_gid),
+            logger=logger,
+            logger_env=env,
+        )
+
     def begin(self) -> None:
         """Enter STARTING (runc create/exec is about to run)."""
         init = not self.exec_id

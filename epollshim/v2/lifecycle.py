@@ -5,6 +5,10 @@ Rules (spec sections 4.3, 4.5, 6.5, 6.6):
   exited; on any failure the mounts, fds and console socket are released before the
   UNKNOWN "OCI runtime create failed: ..." answer, and the container is not registered
   (containerd's following Delete gets NOT_FOUND, as from runc-v2).
+- A stdout URI no output can be made of (``http://``...) is INVALID_ARGUMENT, from Create
+  or Exec, before anything is acquired. With ``binary://``, runc runs only once the
+  logging binary said it is ready (``ProcIO.when_ready``, from the loop); if it never
+  does, Create (or an exec's Start) fails UNKNOWN, everything released, binary killed.
 - Start of an init runs ``runc start``; of an exec, ``runc exec --detach`` with the
   process JSON in a private temp file. ``TaskExecStarted`` is published before the pid is
   fed to the machine, so an exit replayed by ``watch`` comes after it.
@@ -43,7 +47,7 @@ from epollshim.v2.messages import (
     timestamp,
 )
 from epollshim.v2.server import Call
-from epollshim.v2.stdio import ProcIO
+from epollshim.v2.stdio import Output, output_of
 
 TYPE_CHECKING = False  # typing costs memory in every shim; mypy knows this name
 if TYPE_CHECKING:  # pragma: no cover
@@ -62,6 +66,7 @@ class Lifecycle:
             raise ServiceError(Code.ALREADY_EXISTS, f"container {req.id}: already exists")
         if req.checkpoint:
             raise ServiceError(Code.UNIMPLEMENTED, "restoring a checkpoint is not supported")
+        output = _output(req.stdout)
         try:
             opts = options.decode(req.options, self.ctx.runc_path)
         except options.OptionsError as e:
@@ -85,24 +90,43 @@ class Lifecycle:
             raise ServiceError(Code.UNKNOWN, f"failed to mount rootfs component: {e}") from e
         c.mounted = bool(req.rootfs)
         p = c.init = Proc(c, "", (req.stdin, req.stdout, req.stderr), req.terminal)
+        p.output = output
         try:
-            p.io = ProcIO(self.ctx.loop, self.ctx.log, c.id, p.paths, p.terminal, self.ctx.bufsize)
+            p.io = p.new_io()
             stdio = p.io.open()
-        except OSError as e:
+        except (OSError, SpawnError) as e:
             self._release(c)
             raise ServiceError(Code.UNKNOWN, f"failed to open stdio of {c.id}: {e}") from e
         svc.creating.add(c.id)
+        p.io.when_ready(lambda error: self._run_create(call, req, c, stdio, error))
+
+    def _run_create(
+        self,
+        call: Call,
+        req: CreateTaskRequest,
+        c: Container,
+        stdio: tuple[int, int, int],
+        error: str,
+    ) -> None:
+        """The stdio is ready (a logging binary said so): ``runc create``."""
+        p = c.proc("")
+        assert p.io is not None
+        if error:
+            self.service.creating.discard(c.id)
+            self._release(c)
+            call.fail(Code.UNKNOWN, f"failed to create init process I/O: {error}")
+            return
         p.begin()
-        pidfile = os.path.join(bundle, "init.pid")
+        pidfile = os.path.join(c.bundle, "init.pid")
         console = ["--console-socket", p.io.console_path] if p.io.console_path else []
-        args = ["create", "--bundle", bundle, "--pid-file", pidfile, *console]
-        args += [*opts.create_args(), c.id]
+        args = ["create", "--bundle", c.bundle, "--pid-file", pidfile, *console]
+        args += [*c.opts.create_args(), c.id]
 
         def created(code: int, message: str) -> None:
             self._created(call, req, c, code, message)
 
         try:
-            runtime.run(args, created, stdio=stdio)
+            c.runtime.run(args, created, stdio=stdio)
         except SpawnError as e:
             created(1, str(e))
         finally:
@@ -177,7 +201,7 @@ class Lifecycle:
         c.runc(["start", c.id], started)
 
     def _start_exec(self, call: Call, c: Container, p: Proc) -> None:
-        if p.machine is not None:
+        if p.machine is not None or p.starting:
             raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
         init = c.proc("")
         if init.exited or init.gone:
@@ -189,11 +213,30 @@ class Lifecycle:
         except ValueError as e:
             raise ServiceError(Code.INVALID_ARGUMENT, f"exec {p.exec_id}: bad spec: {e}") from e
         spec["terminal"] = p.terminal
-        p.io = ProcIO(self.ctx.loop, self.ctx.log, p.name, p.paths, p.terminal, self.ctx.bufsize)
         try:
+            p.io = p.new_io()
             stdio = p.io.open()
-        except OSError as e:
+        except (OSError, SpawnError) as e:
             raise ServiceError(Code.UNKNOWN, f"failed to open stdio of {p.name}: {e}") from e
+        p.starting = True
+        p.io.when_ready(lambda error: self._run_exec(call, c, p, spec, stdio, error))
+
+    def _run_exec(
+        self,
+        call: Call,
+        c: Container,
+        p: Proc,
+        spec: dict[str, object],
+        stdio: tuple[int, int, int],
+        error: str,
+    ) -> None:
+        """The stdio is ready (a logging binary said so): ``runc exec --detach``."""
+        assert p.io is not None
+        if error:
+            p.starting = False
+            p.io.close()
+            call.fail(Code.UNKNOWN, f"failed to create exec process I/O: {error}")
+            return
         tmp = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
         spec_path = os.path.join(tmp, "runc-process" + os.urandom(8).hex())
         _write(spec_path, minijson.dumps(spec).encode(), mode=0o600)
@@ -201,7 +244,6 @@ class Lifecycle:
         console = ["--console-socket", p.io.console_path] if p.io.console_path else []
         args = ["exec", "--process", spec_path, *console, "--detach", "--pid-file", pidfile, c.id]
         p.begin()
-        p.starting = True
 
         def done(code: int, message: str) -> None:
             _unlink(spec_path)
@@ -246,6 +288,7 @@ class Lifecycle:
         if init.status() not in (TaskStatus.CREATED, TaskStatus.RUNNING) or init.gone:
             raise ServiceError(Code.UNKNOWN, f"cannot exec in a {_word(init)} state")
         p = Proc(c, req.exec_id, (req.stdin, req.stdout, req.stderr), req.terminal)
+        p.output = _output(req.stdout)
         p.spec = req.spec.value if req.spec else b"{}"
         c.execs[req.exec_id] = p
         self.ctx.publisher.publish(TaskExecAdded(container_id=c.id, exec_id=req.exec_id))
@@ -335,6 +378,13 @@ def run_captured(
     finally:
         os.close(in_r)
         os.close(out_w)
+
+
+def _output(stdout: str) -> Output:
+    try:
+        return output_of(stdout)
+    except ValueError as e:  # stdio_uri.StdioError: the URI names no output
+        raise ServiceError(Code.INVALID_ARGUMENT, str(e)) from e
 
 
 def _delete_response(p: Proc) -> DeleteResponse:
