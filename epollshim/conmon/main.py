@@ -24,8 +24,8 @@ import sys
 # mypy treats any TYPE_CHECKING as true; at run time these come in lazily, after --version.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from epollshim.conmon.monitor import Fds
     from epollshim.conmon.options import Options
+    from epollshim.conmon.pipes import Fds
 
 EXIT_OK, EXIT_SETUP, EXIT_USAGE, EXIT_RUNTIME, EXIT_INTERNAL = 0, 1, 2, 3, 4
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 def monitor_main(argv: list[str]) -> int:
     inherited = _inherited_fds()
     from epollshim.conmon import options, pipes
-    from epollshim.conmon.monitor import Fds
+    from epollshim.conmon.pipes import Fds
 
     try:
         fds = Fds(*(pipes.from_env(n) for n in (pipes.SYNC, pipes.START, pipes.ATTACH)))

@@ -21,18 +21,18 @@ runs after the loop (``main``).
 import os
 import termios
 
-from epollshim.conmon import pipes
+from epollshim.conmon import exitfile, pipes
 from epollshim.conmon.attach import STDERR, STDOUT, AttachServer
+from epollshim.conmon.console import ConsoleWatch
 from epollshim.conmon.k8slog import K8sLog
-from epollshim.conmon.options import Options
+from epollshim.conmon.options import Options, runc_log
 from epollshim.conmon.relay import CtlReader, Input, Output, WinszReader, make_fifo
 from epollshim.core import effects as fx
 from epollshim.core import events as ev
 from epollshim.core.machine import Observer, Process
 from epollshim.core.states import State
 from epollshim.log import Log
-from epollshim.shell import sock
-from epollshim.shell.console import ConsoleError, ConsoleSocket, receive_master, set_winsize
+from epollshim.shell.console import ConsoleError, set_winsize
 from epollshim.shell.process import SpawnError, become_subreaper, reap_into
 from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.shell.signals import SIGCHLD, SIGINT, SIGKILL, SIGTERM, Signals, describe
@@ -45,37 +45,8 @@ FORWARDED = (SIGTERM, SIGINT, SIGQUIT)  # conmon passes these on to the containe
 TIMED_OUT = "command timed out"  # conmon's message when --timeout killed the process
 
 
-class Fds:
-    """The ``_OCI_*PIPE`` fds podman gave (-1 when absent)."""
-
-    __slots__ = ("attach", "start", "sync")
-
-    def __init__(self, sync: int = -1, start: int = -1, attach: int = -1) -> None:
-        self.sync, self.start, self.attach = sync, start, attach
-
-
-def runc_log(runtime_args: list[str], default: str) -> tuple[str, list[str]]:
-    """(runc's ``--log`` path, the other global args) from podman's ``--runtime-arg``s.
-
-    Our ``Runtime`` always passes ``--log PATH --log-format json`` (it reads runc's errors
-    there), so podman's own ``--log``/``--log-format`` become those.
-    """
-    path, rest = default, []
-    args = iter(runtime_args)
-    for arg in args:
-        name, eq, value = arg.partition("=")
-        if name == "--log":
-            path = value if eq else next(args, default)
-        elif name == "--log-format":
-            if not eq:
-                next(args, None)
-        else:
-            rest.append(arg)
-    return path, rest
-
-
 class Monitor(SeedShim):
-    def __init__(self, opts: Options, fds: Fds, log: Log, trace: Observer | None) -> None:
+    def __init__(self, opts: Options, fds: pipes.Fds, log: Log, trace: Observer | None) -> None:
         seed = SeedOptions(
             state_dir=opts.bundle or os.getcwd(), id=opts.cid, bundle=opts.bundle, form="conmon"
         )
@@ -93,8 +64,7 @@ class Monitor(SeedShim):
         self.runtime_started = False  # then the exit command runs at the end, as conmon's
         self.pid_sent = self.timed_out = self.log_failed = False
         self.stderr_r = -1
-        self.console_conn: sock.Socket | None = None  # runc's connection, message pending
-        self.console_failure = ""
+        self.watch: ConsoleWatch | None = None  # runc's console socket, with -t
         self.inherited: list[int] = []  # fds podman passed besides its pipes: closed at exit
 
     # -- start-up ----------------------------------------------------------------
@@ -155,8 +125,7 @@ class Monitor(SeedShim):
         self.stderr_r, err_w = self._pipe(reader_ours=True)
         self.own_fds.append(self.stderr_r)
         if self.conmon.terminal:
-            self.console = ConsoleSocket()
-            self.loop.add_reader(self.console.sock.fileno(), self._console_connected)
+            self.watch = ConsoleWatch(self.loop, self._attach_console)
             return devnull, devnull, err_w
         stdin = devnull
         if self.conmon.stdin:
@@ -207,7 +176,7 @@ class Monitor(SeedShim):
     def _spawn_first(self, stdio: tuple[int, int, int]) -> None:
         assert self.runtime is not None
         o = self.conmon
-        console = ["--console-socket", self.console.path] if self.console else []
+        console = ["--console-socket", self.watch.path] if self.watch else []
         if o.exec:
             args = ["exec", "--pid-file", o.container_pidfile, "--process", o.exec_process_spec]
             args += ["--detach", *(["--tty"] if o.terminal else [])]
@@ -234,12 +203,8 @@ class Monitor(SeedShim):
             return
         try:
             pid = self._read_pid()
-            if self.console_conn:
-                self._console_message()  # runc exited: its message is there
-            if self.console:
-                self._attach_console(self.console.receive())
-            if self.conmon.terminal and self.master < 0:
-                raise ConsoleError(self.console_failure or "runc sent no console")
+            if self.watch:
+                self.watch.finish()
         except (SetupError, ConsoleError) as e:
             self._feed(ev.RuntimeFailed(step, str(e)))
             return
@@ -266,44 +231,8 @@ class Monitor(SeedShim):
         except ValueError as e:
             raise SetupError(str(e)) from e
 
-    def _console_connected(self) -> None:
-        """runc connected to the console socket: take the master as soon as it is sent."""
-        assert self.console is not None
-        try:
-            conn = sock.accept(self.console.sock)
-        except BlockingIOError:  # EAGAIN: a spurious wake-up
-            return
-        self.loop.forget(self.console.sock.fileno())
-        self.console_conn = conn
-        self.loop.add_reader(conn.fileno(), self._console_readable)
-
-    def _console_readable(self) -> None:
-        try:
-            self._console_message()
-        except ConsoleError as e:  # reported when runc's exit comes (RuntimeFailed)
-            self.console_failure = str(e)
-
-    def _console_message(self) -> None:
-        """runc's message on the console connection: the pty master (ConsoleError if not)."""
-        conn, self.console_conn = self.console_conn, None
-        assert conn is not None and self.console is not None
-        self.loop.forget(conn.fileno())
-        try:
-            master = receive_master(conn)
-        except ConsoleError:
-            self.console.close()
-            self.console = None
-            raise
-        finally:
-            conn.close()
-        self._attach_console(master)
-
     def _attach_console(self, master: int) -> None:
         """The pty master: resized at once (podman sent the size before the start)."""
-        assert self.console is not None
-        self.loop.forget(self.console.sock.fileno())
-        self.console.close()
-        self.console = None
         self.master = master
         attrs = termios.tcgetattr(master)
         attrs[1] |= termios.ONLCR  # conmon sets it: \n reaches the log as \r\n, as kubelet's
@@ -430,14 +359,8 @@ class Monitor(SeedShim):
         paths = [os.path.join(o.persist_dir, "exit")] if o.persist_dir else []
         paths += [os.path.join(o.exit_dir, o.cid)] if o.exit_dir else []
         for path in paths:
-            tmp = f"{path}.{os.getpid()}.tmp"
             try:
-                fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY | os.O_CLOEXEC, 0o644)
-                try:
-                    os.write(fd, text.encode())
-                finally:
-                    os.close(fd)
-                os.rename(tmp, path)
+                exitfile.write(path, text)
             except OSError as e:
                 self.log.error(f"{path}: cannot write the exit file: {e.strerror}")
 
@@ -459,9 +382,9 @@ class Monitor(SeedShim):
             self.pid_sent = True
 
     def close(self) -> None:
-        if self.console_conn:
-            self.console_conn.close()
-            self.console_conn = None
+        if self.watch:
+            self.watch.close()
+            self.watch = None
         if self.attach:
             self.attach.close()
             self.attach = None
@@ -476,7 +399,7 @@ class Monitor(SeedShim):
         for fd in (self.fds.sync, self.fds.start, self.fds.attach):
             if fd >= 0:
                 os.close(fd)
-        self.fds = Fds()
+        self.fds = pipes.Fds()
         if self.k8s:
             self._close_log()
         super().close()

@@ -262,3 +262,23 @@ def _log_drivers(opts: Options) -> None:
             raise UsageError(f"No such log driver {driver}")
     if opts.k8s_log and opts.log_tag:
         raise UsageError("k8s-file doesn't support --log-tag")
+
+
+def runc_log(runtime_args: list[str], default: str) -> tuple[str, list[str]]:
+    """(runc's ``--log`` path, the other global args) from podman's ``--runtime-arg``s.
+
+    Our ``Runtime`` always passes ``--log PATH --log-format json`` (it reads runc's errors
+    there), so podman's own ``--log``/``--log-format`` become those.
+    """
+    path, rest = default, []
+    args = iter(runtime_args)
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name == "--log":
+            path = value if eq else next(args, default)
+        elif name == "--log-format":
+            if not eq:
+                next(args, None)
+        else:
+            rest.append(arg)
+    return path, rest

@@ -23,6 +23,15 @@ from epollshim import minijson
 SYNC, START, ATTACH = "_OCI_SYNCPIPE", "_OCI_STARTPIPE", "_OCI_ATTACHPIPE"
 
 
+class Fds:
+    """The ``_OCI_*PIPE`` fds podman gave (-1 when absent)."""
+
+    __slots__ = ("attach", "start", "sync")
+
+    def __init__(self, sync: int = -1, start: int = -1, attach: int = -1) -> None:
+        self.sync, self.start, self.attach = sync, start, attach
+
+
 class PipeError(Exception):
     """A ``_OCI_*PIPE`` variable that does not name an open fd."""
 

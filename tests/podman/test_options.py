@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from podmansupport import PrivatePodman, our_monitor, run_args
 
-from epollshim.conmon.monitor import runc_log
-from epollshim.conmon.options import UsageError, parse
+from epollshim.conmon.options import UsageError, parse, runc_log
 
 CID = "c" * 64
 

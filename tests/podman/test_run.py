@@ -88,14 +88,19 @@ def test_logs_follow(podman: PrivatePodman) -> None:
 
 def test_wait_and_ps(podman: PrivatePodman) -> None:
     cid = start(podman, "sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 7")
-    assert state(podman, cid) == "running"
+    now = state(podman, cid)
+    assert now == "running", now
     running = podman.ok("ps", "--no-trunc", "--format", "{{.ID}} {{.Status}}").splitlines()
     assert len(running) == 1 and running[0].startswith(f"{cid} Up "), running
     podman.ok("exec", cid, "touch", "/go")
-    assert podman.ok("wait", cid).strip() == "7"
-    assert state(podman, cid) == "exited"
-    assert "Exited (7)" in podman.ok("ps", "-a", "--format", "{{.Status}}")
-    assert podman.ok("ps", "--format", "{{.ID}}") == ""
+    code = podman.ok("wait", cid).strip()
+    assert code == "7", code
+    now = state(podman, cid)
+    assert now == "exited", now
+    listed = podman.ok("ps", "-a", "--format", "{{.Status}}")
+    assert "Exited (7)" in listed, listed
+    listed = podman.ok("ps", "--format", "{{.ID}}")
+    assert listed == "", listed
 
 
 def test_stop_sigterm_then_sigkill(podman: PrivatePodman) -> None:
