@@ -7,6 +7,7 @@ reaped by ``reap_into`` on the same ExitRouter the shim uses. Every wait is boun
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import subprocess
@@ -23,7 +24,7 @@ from epollshim.shell.loop import Loop
 from epollshim.shell.process import reap_into
 from epollshim.v2 import stdio_uri
 from epollshim.v2.logger import Logger
-from epollshim.v2.stdio import BINARY, FIFO, FILE, Output, ProcIO
+from epollshim.v2.stdio import BINARY, FIFO, FILE, FILE_CHUNK, Output, ProcIO
 from epollshim.v2.stdio_uri import StdioError
 
 BOUND = 20.0  # seconds: generous on a shared machine; never a timing assertion
@@ -256,6 +257,7 @@ def test_file_output_appends_both_streams_through_pipes(rig: Rig) -> None:
     )
     _, stdout, stderr = io.open()
     assert stat.S_ISFIFO(os.fstat(stdout).st_mode) and stat.S_ISFIFO(os.fstat(stderr).st_mode)
+    assert fcntl.fcntl(stdout, fcntl.F_GETPIPE_SZ) == FILE_CHUNK  # fewer, bigger copies
     assert stat.S_IMODE(log.stat().st_mode) == 0o644 & ~_umask()
     assert stat.S_IMODE(log.parent.stat().st_mode) == 0o755 & ~_umask()
     big = b"".join(b"line %d\n" % i for i in range(20000))  # several pipe buffers
