@@ -10,6 +10,9 @@ The container runs ``dd if=/dev/zero bs=1M count=1024`` (1 GiB, 1 MiB writes).
   shim moves no byte); tty, the shim copies pty master -> FIFO.
 * ``conmon``: the container's pipe or pty -> conmon -> a ``k8s-file`` log on tmpfs; progress is
   the log's size (its ~0.5% framing makes it reach 1 GiB a little early).
+* ``file`` mode, v2 subjects only: ``ctr run --rm --log-uri file://LOG`` with LOG on tmpfs, so
+  the shim itself copies the container's pipes into the file (ctr moves nothing); progress is
+  the file's size.
 
 Rate and CPU are taken between the first byte seen and the last: rate = bytes / time, CPU =
 delta of utime+stime (/proc/PID/stat, all threads) of the shim process over the same span,
@@ -31,8 +34,10 @@ from typing import Any
 
 from bench.common import (
     CONMON,
+    EPOLL_V2,
     GIB,
     MB,
+    RUNC_V2,
     SEED,
     BenchError,
     Cell,
@@ -42,7 +47,8 @@ from bench.common import (
 )
 from bench.subjects import ConmonSubject, Context, CtrSubject, SeedSubject
 
-MODES = ("pipe", "tty")
+MODES = ("pipe", "tty", "file")
+FILE_SUBJECTS = (RUNC_V2, EPOLL_V2)  # file:// is a runtime v2 stdio URI
 
 
 def dd_command(size: int) -> list[str]:
@@ -169,28 +175,65 @@ def seed_once(s: SeedSubject, tty: bool, size: int) -> tuple[float, float, int]:
         s.stop(c)
 
 
+def _follow(path: str, span: Span) -> tuple[float, float, int]:
+    """Watch the file at ``path`` grow until ``span`` has its total (120 s at most)."""
+    deadline = time.monotonic() + 120
+    last = 0
+    while time.monotonic() < deadline:
+        try:
+            now = os.stat(path).st_size
+        except FileNotFoundError:
+            now = 0
+        if now > last and span.add(now - last):
+            return (*span.result(), 0)
+        last = now
+        time.sleep(0.002)
+    raise BenchError(f"the log reached only {last} bytes")
+
+
 def conmon_once(s: ConmonSubject, tty: bool, size: int) -> tuple[float, float, int]:
     c = s.start(dd_command(size), tty=tty)
     try:
-        span = Span(size, lambda: c.pid)
-        deadline = time.monotonic() + 120
-        last = 0
-        while time.monotonic() < deadline:
-            try:
-                now = os.stat(c.log).st_size
-            except FileNotFoundError:
-                now = 0
-            if now > last and span.add(now - last):
-                return (*span.result(), 0)
-            last = now
-            time.sleep(0.002)
-        raise BenchError(f"the log reached only {last} bytes")
+        return _follow(c.log, Span(size, lambda: c.pid))
     finally:
         s.stop(c)
 
 
+def file_once(s: CtrSubject, size: int, log_dir: str = "/dev/shm") -> tuple[float, float, int]:
+    """``ctr run --rm --log-uri file://`` into a file on tmpfs (its disk cost is not compared)."""
+    cid = new_id("f")
+    path = os.path.join(log_dir, f"{os.path.basename(s.ctx.work)}-{cid}.log")
+    args = s.run_args(cid, dd_command(size))
+    at = args.index(s.ctx.image)
+    argv = s.ctr_argv(*args[:at], "--log-uri", f"file://{path}", *args[at:])
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        result = _follow(path, Span(size, lambda: s.shim_of(cid)))
+        if proc.wait(timeout=60) != 0:
+            raise BenchError(f"ctr run exited with {proc.returncode}")
+        return result
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        s.ctr("task", "delete", "--force", cid)
+        s.ctr("containers", "delete", cid)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
 def run(
-    ctx: Context, names: tuple[str, ...], rounds: int, sizes: dict[str, int]
+    ctx: Context,
+    names: tuple[str, ...],
+    rounds: int,
+    sizes: dict[str, int],
+    modes: tuple[str, ...] = MODES,
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """{(subject, mode): {"rate": Cell MB/s, "cpu": Cell CPU s/GiB, "lost": [bytes], "errors"}}.
 
@@ -204,13 +247,17 @@ def run(
     def once(name: str, mode: str) -> tuple[float, float, int]:
         tty = mode == "tty"
         size = sizes[mode]
+        if mode == "file":
+            return file_once(CtrSubject(ctx, name), size)
         if name == SEED:
             return seed_once(SeedSubject(ctx), tty, size)
         if name == CONMON:
             return conmon_once(ConmonSubject(ctx), tty, size)
         return ctr_once(CtrSubject(ctx, name), tty, size)
 
-    keys = [(name, mode) for mode in MODES for name in names]
+    keys = [
+        (name, mode) for mode in modes for name in names if mode != "file" or name in FILE_SUBJECTS
+    ]
     samples: dict[tuple[str, str], list[tuple[float, float, int]]] = {k: [] for k in keys}
     errors: dict[tuple[str, str], list[str]] = {k: [] for k in keys}
     for r in range(rounds):
