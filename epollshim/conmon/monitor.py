@@ -308,7 +308,7 @@ class Monitor(SeedShim):
         self.timed_out = True
         try:
             group = os.getpgid(self.proc.pid)
-            if group > 1:
+            if group > 1 and group != os.getpgrp():  # never our own group (nor init's)
                 os.killpg(group, SIGKILL)
             else:
                 os.kill(self.proc.pid, SIGKILL)
