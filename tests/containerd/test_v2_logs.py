@@ -287,6 +287,23 @@ def test_binary_uri_logger_that_exits_early_leaves_writes_failing_not_blocked(
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_binary_uri_logger_that_outlives_the_container_is_stopped(
+    containerd: PrivateContainerd, unique_id: str, runtime: str, tmp_path: Path
+) -> None:
+    """A binary that ignores EOF and SIGTERM: the exit still comes (epollshim: after the
+    drain deadline; runc-v2: at Delete) and the binary is killed, not left behind."""
+    body = f"#!/bin/sh\necho $$ > {tmp_path}/pid\nexec 5>&-\ntrap '' TERM\nexec sleep 600\n"
+    stubborn = logger(tmp_path, body, "stubborn")
+    r = containerd.ctr(
+        "run", "--rm", "--runtime", runtime, "--log-uri", f"binary://{stubborn}",
+        containerd.image or "", unique_id, "sh", "-c", "echo unread; exit 3",
+    )  # fmt: skip
+    assert r.returncode == 3, r.stderr
+    pid = int((tmp_path / "pid").read_text())
+    poll(f"the logging binary {pid} to be killed and reaped", lambda: not alive(pid))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 @pytest.mark.parametrize("uri", ["http://example.com/log", "tcp://127.0.0.1:9", "garbage:x"])
 def test_unknown_scheme_is_refused_with_nothing_left(
     containerd: PrivateContainerd, unique_id: str, runtime: str, uri: str
