@@ -135,13 +135,13 @@ class PrivatePodman:
                 pids.append(pid)
         return pids
 
-    def remove_all(self) -> list[int]:
-        """Remove every container; return the monitor pids that outlived their container."""
+    def remove_all(self, timeout: float = DEADLINE) -> list[int]:
+        """Remove every container; return (and kill) the monitors that outlived them."""
         monitors = self.monitor_pids()
         ids = self.container_ids()
         if ids:
             self("rm", "-f", "-t", "0", *ids)
-        left = [pid for pid in monitors if _wait_gone(pid, DEADLINE)]
+        left = [pid for pid in monitors if _wait_gone(pid, timeout)]
         for pid in left:
             os.kill(pid, 9)
         return left
