@@ -31,7 +31,11 @@ def open_output(path: str) -> tuple[int, int]:
     if not is_fifo(path):
         return -1, os.open(path, os.O_WRONLY | os.O_APPEND * (path != os.devnull) | _CLOEXEC)
     holder = os.open(path, os.O_RDWR | os.O_NONBLOCK | _CLOEXEC)
-    end = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _CLOEXEC)  # our holder is a reader
+    try:
+        end = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _CLOEXEC)  # our holder is a reader
+    except OSError:  # EMFILE, ENFILE: no half-opened pair left behind
+        os.close(holder)
+        raise
     os.set_blocking(end, True)  # the container expects an ordinary blocking stdout
     return holder, end
 
@@ -41,7 +45,11 @@ def open_input(path: str) -> tuple[int, int]:
     if not is_fifo(path):
         return os.open(path, os.O_RDONLY | _CLOEXEC), -1
     reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC)
-    keepalive = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _CLOEXEC)
+    try:
+        keepalive = os.open(path, os.O_WRONLY | os.O_NONBLOCK | _CLOEXEC)
+    except OSError:  # EMFILE, ENFILE: no half-opened pair left behind
+        os.close(reader)
+        raise
     return reader, keepalive
 
 

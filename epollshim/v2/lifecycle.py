@@ -234,12 +234,11 @@ class Lifecycle:
         assert p.io is not None
         if error:
             p.starting = False
-            p.io.close()
+            p.fail_without_exit(255)  # closes its IO; a Wait already parked is answered
             call.fail(Code.UNKNOWN, f"failed to create exec process I/O: {error}")
             return
         tmp = os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
         spec_path = os.path.join(tmp, "runc-process" + os.urandom(8).hex())
-        _write(spec_path, minijson.dumps(spec).encode(), mode=0o600)
         pidfile = os.path.join(c.bundle, f"{p.exec_id}.pid")
         console = ["--console-socket", p.io.console_path] if p.io.console_path else []
         args = ["exec", "--process", spec_path, *console, "--detach", "--pid-file", pidfile, c.id]
@@ -249,8 +248,11 @@ class Lifecycle:
             _unlink(spec_path)
             self._exec_started(call, c, p, pidfile, code, message)
 
-        try:
+        try:  # every failure from here on is runc exec's: Start fails, Waits are answered
+            _write(spec_path, minijson.dumps(spec).encode(), mode=0o600)
             c.runtime.run(args, done, stdio=stdio)
+        except OSError as e:  # EMFILE, ENFILE, ENOSPC: the spec file or runc's fds
+            done(1, f"cannot run runc exec: {e.strerror}")
         except SpawnError as e:
             done(1, str(e))
         finally:
