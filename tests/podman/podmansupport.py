@@ -138,9 +138,14 @@ class PrivatePodman:
     def remove_all(self, timeout: float = DEADLINE) -> list[int]:
         """Remove every container; return (and kill) the monitors that outlived them."""
         monitors = self.monitor_pids()
-        ids = self.container_ids()
-        if ids:
-            self("rm", "-f", "-t", "0", *ids)
+
+        def removed() -> bool:
+            ids = self.container_ids()
+            if ids:  # again if need be: an exit command may hold a container's lock
+                self("rm", "-f", "-t", "0", *ids)
+            return not ids
+
+        poll("every container removed", removed, timeout)
         left = [pid for pid in monitors if _wait_gone(pid, timeout)]
         for pid in left:
             os.kill(pid, 9)
