@@ -96,9 +96,14 @@ class PrivatePodman:
         ]
 
     def __call__(
-        self, *args: str, input: bytes | None = None, timeout: float = DEADLINE
+        self,
+        *args: str,
+        input: bytes | None = None,
+        timeout: float = DEADLINE,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        """Run podman to completion; stdin is /dev/null unless ``input`` is given."""
+        """Run podman to completion; stdin is /dev/null unless ``input`` is given;
+        ``env`` adds to our environment."""
         return subprocess.run(
             self.argv(*args),
             input=input,
@@ -106,6 +111,7 @@ class PrivatePodman:
             capture_output=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **(env or {})},
         )
 
     def ok(self, *args: str, **kw: Any) -> str:
