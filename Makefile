@@ -13,7 +13,7 @@ INSTALL_LAUNCHERS = $(PYTHON) -m epollshim install-launchers \
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-deps:  ## install runc, busybox-static, containerd and conmon from Debian if missing
+deps:  ## install runc, busybox-static, containerd, conmon and podman from Debian if missing
 	@missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
