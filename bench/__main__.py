@@ -1,6 +1,6 @@
 """``python -m bench``: epollshim next to containerd-shim-runc-v2 and conmon, as ratios.
 
-  python -m bench [--quick] [--only memory,start,throughput,idle,exit,state] [--out DIR]
+  python -m bench [--quick] [--only memory,start,throughput,idle,exit,state,podman] [--out DIR]
                   [--containers 1,10,100] [--state-containers 100] [--state-calls 400]
                   [--rounds start=20,exit=10,...] [--no-write]
 
@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from bench import idle, latency, memory, report, state, throughput
+from bench import idle, latency, memory, podman, report, state, throughput
 from bench.common import (
     CONMON,
     EPOLL_V2,
@@ -42,11 +42,14 @@ from bench.common import (
 )
 from bench.subjects import Context
 
-SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "state")
+SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "state", "podman")
 # Alternating rounds per scenario (memory: see bench/memory.py for what a round reads; idle has
-# its windows instead); --quick uses the second table, --rounds overrides either.
+# its windows instead); --quick uses the second table, --rounds overrides either. podman-*:
+# the parts of the podman scenario (bench/podman.py); podman-version counts calls per monitor.
 ROUNDS = {"memory": 3, "start": 20, "throughput": 3, "exit": 10, "state": 6}
+ROUNDS |= {"podman-memory": 2, "podman-run": 20, "podman-log": 5, "podman-version": 200}
 QUICK_ROUNDS = {"memory": 3, "start": 5, "throughput": 1, "exit": 3, "state": 3}
+QUICK_ROUNDS |= {"podman-memory": 1, "podman-run": 5, "podman-log": 1, "podman-version": 50}
 SHIM_SOCKETS = "/run/containerd/s"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -110,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(tempfile.mkdtemp(prefix="epollshim-bench-"), args.quick)
     results: dict[str, object] = {}
     try:
-        try:
-            ctx.start_containerd()
-        except Exception as e:
-            log(f"private containerd failed: {ctx.ctd_error or e}")
+        if args.only != ["podman"]:  # podman alone needs no containerd
+            try:
+                ctx.start_containerd()
+            except Exception as e:
+                log(f"private containerd failed: {ctx.ctd_error or e}")
         results = measure(ctx, args)
     finally:
         log("cleaning up")
@@ -162,6 +166,8 @@ def measure(ctx: Context, args: argparse.Namespace) -> dict[str, object]:
                 results["state"] = state.run(
                     ctx, args.state_containers, rounds["state"], args.state_calls
                 )
+            elif scenario == "podman":
+                results["podman"] = podman.run(ctx.work, rounds, podman_log_bytes(quick))
         except Exception as e:  # a scenario records its own errors; this is a bug in it
             log(f"{scenario}: failed: {type(e).__name__}: {e}")
         ended = time.monotonic()
@@ -282,6 +288,10 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
                 notes.append(f"state {name} {mode}: the stream ran at {lo:.0f}-{hi:.0f} MB/s")
             if v["errors"]:
                 notes.append(f"state {name} {mode}: failed batches: {'; '.join(v['errors'])}")
+    pm = results.get("podman")
+    if pm:
+        rows += _podman_rows(pm, args.quick)
+        notes += _podman_notes(pm, args)
     spans = results.get("spans")
     if spans:
         took = ", ".join(f"{k} {t1 - t0:.0f} s" for k, (t0, t1) in spans.items())
@@ -343,6 +353,68 @@ def _state_rows(st: dict, n: int, calls: int) -> list[report.Row]:  # type: igno
                 )
             )
     return rows
+
+
+def _podman_rows(pm: dict, quick: bool) -> list[report.Row]:  # type: ignore[type-arg]
+    """epollshim-conmon vs conmon under podman. Issue 11 sets no target; the rows borrow the
+    bench's for the same quantity against runc-v2 (memory 1.8x / 2x, start 1.05x, rate 1x,
+    CPU 0.5x), so that the interval is read against a line; --version is information."""
+    ours, anchor = podman.OURS, podman.CONMON
+    size = f"{podman_log_bytes(quick) >> 20} MiB"
+    spec: list[tuple[str, str, str, str, float, Target]] = [
+        ("anon", f"podman: RssAnon per monitor, {podman.IDLE} idle", "MB", ".2f", 1, None),
+        ("pss", f"podman: Pss per monitor, {podman.IDLE} idle", "MB", ".2f", 1, None),
+        ("run", "podman run --rm IMAGE true", "ms", ".0f", 1000, ("ratio", 1.05, "<=")),
+        ("rate", f"podman: k8s-file log, {size} of 100-byte lines", "MB/s", ".0f", 1, None),
+        ("cpu", "podman: monitor CPU, k8s-file log", "s/GiB", ".3f", 1, None),
+        ("version", "monitor --version", "ms", ".2f", 1000, None),
+    ]
+    targets: dict[str, Target] = {
+        "anon": ("ratio", 1.8, "<="),
+        "pss": ("ratio", 2.0, "<="),
+        "rate": ("ratio", 1.0, ">="),
+        "cpu": ("ratio", 0.5, "<="),
+    }
+    rows = []
+    for key, metric, unit, fmt, scale, target in spec:
+        rows.append(
+            report.Row(
+                metric,
+                unit,
+                fmt,
+                ours,
+                _scaled(pm[(ours, key)], scale),
+                anchor,
+                _scaled(pm[(anchor, key)], scale),
+                targets.get(key, target),
+            )
+        )
+    return rows
+
+
+def _podman_notes(pm: dict, args: argparse.Namespace) -> list[str]:  # type: ignore[type-arg]
+    r = args.rounds
+    return [
+        f"podman: rounds memory {r['podman-memory']} (x{podman.IDLE} monitors), run "
+        f"{r['podman-run']}, log {r['podman-log']}, --version {r['podman-version']} calls per "
+        "monitor, monitors alternating; podman 4.3 with a private store (vfs, cgroupfs); issue "
+        "11 sets no targets: the rows borrow the bench's for the same quantity",
+        "podman log: the monitor's own utime+stime (/proc/PID/stat, not its children's), read "
+        "every 20 ms until it exits, the last reading kept (it misses at most the monitor's last "
+        "20 ms, after the log is complete); MB/s of the log file's growth (payload + the "
+        "k8s-file prefixes) between its first and last change",
+    ]
+
+
+def _scaled(c: Cell, k: float) -> Cell:
+    if not c.ok or k == 1:
+        return c
+    assert c.value is not None
+    return Cell(c.value * k, [x * k for x in c.samples])
+
+
+def podman_log_bytes(quick: bool) -> int:
+    return (64 if quick else 256) << 20
 
 
 def sizes(quick: bool) -> dict[str, int]:

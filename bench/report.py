@@ -211,6 +211,7 @@ def machine() -> dict[str, str]:
         "containerd": version(["containerd", "--version"]),
         "runc": version(["runc", "--version"]),
         "conmon": version(["conmon", "--version"]),
+        "podman": version(["podman", "--version"]),
     }
 
 
