@@ -25,9 +25,11 @@ reversed every other round):
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import time
+from collections.abc import Callable
 
 from bench.common import GIB, MB, BenchError, Cell, cpu_seconds, log, pss_kb, status_kb
 from epollshim.tools.podman import (
@@ -147,12 +149,15 @@ def run(work: str, rounds: dict[str, int], log_bytes: int) -> dict[tuple[str, st
     errors: dict[tuple[str, str], str] = {}
     pm = PrivatePodman(work)
 
-    def attempt(name: str, metric: str, fn: object) -> None:
+    def attempt(name: str, metric: str, fn: Callable[[], object]) -> None:
         try:
-            fn()  # type: ignore[operator]
+            fn()
         except (BenchError, RuntimeError, OSError, subprocess.SubprocessError, ValueError) as e:
             errors[(name, metric)] = f"{type(e).__name__}: {e}"
             log(f"podman {metric} {name}: {e}")
+
+    def keep(name: str, metric: str, fn: Callable[[], float]) -> Callable[[], None]:
+        return lambda: samples[(name, metric)].append(fn())
 
     try:
         pm.load_image()
@@ -167,13 +172,11 @@ def run(work: str, rounds: dict[str, int], log_bytes: int) -> dict[tuple[str, st
                 attempt(name, "anon", mem)
             log(f"podman memory round {i + 1}")
         for name in names:  # warm-up, not counted
-            attempt(name, "run", lambda name=name: _run_once(pm, mons[name]))  # type: ignore[misc]
+            attempt(name, "run", functools.partial(_run_once, pm, mons[name]))
         for i in range(rounds["podman-run"]):
             for name in _order(names, i):
                 attempt(
-                    name,
-                    "run",
-                    lambda name=name: samples[(name, "run")].append(_run_once(pm, mons[name])),  # type: ignore[misc]
+                    name, "run", keep(name, "run", functools.partial(_run_once, pm, mons[name]))
                 )
         log("podman run --rm done")
         for i in range(rounds["podman-log"]):
@@ -191,9 +194,7 @@ def run(work: str, rounds: dict[str, int], log_bytes: int) -> dict[tuple[str, st
                 attempt(
                     name,
                     "version",
-                    lambda name=name: samples[(name, "version")].append(  # type: ignore[misc]
-                        _version_once(mons[name])
-                    ),
+                    keep(name, "version", functools.partial(_version_once, mons[name])),
                 )
     finally:
         pm.close()
