@@ -403,6 +403,7 @@ def _podman_notes(pm: dict, args: argparse.Namespace) -> list[str]:  # type: ign
         "every 20 ms until it exits, the last reading kept (it misses at most the monitor's last "
         "20 ms, after the log is complete); MB/s of the log file's growth (payload + the "
         "k8s-file prefixes) between its first and last change",
+        podman.launcher_note(),
     ]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -51,6 +52,21 @@ POLL = 0.02
 
 def monitors() -> dict[str, str]:
     return {CONMON: DEBIAN_CONMON, OURS: our_monitor()}
+
+
+def launcher_note() -> str:
+    """What the installed launcher runs: ``make dev``/CI rewrite it, and it names the source
+    tree it imports (``sys.path.insert(0, DIR)``), which may not be this checkout."""
+    path = our_monitor()
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        return f"podman: no launcher at {path}: {e}"
+    m = re.search(r"sys\.path\.insert\(0,'\"'\"'([^']*)'\"'\"'\)", text)
+    where = m.group(1) if m else "the installed package"
+    lean = "answers --version in /bin/sh" if text.startswith("#!/bin/sh") else "no sh fast path"
+    return f"podman: {path} ({lean}) runs epollshim from {where}"
 
 
 def _order(names: tuple[str, ...], i: int) -> tuple[str, ...]:
