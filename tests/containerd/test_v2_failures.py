@@ -81,6 +81,8 @@ def test_killed_shim_is_cleaned_up_by_delete(
             assert not os.path.exists(sock), f"{sock} left behind"
     finally:
         remove(containerd, unique_id)
+        if os.path.exists(sock):  # runc-v2's, left by design; this test's own shim made it
+            os.unlink(sock)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
