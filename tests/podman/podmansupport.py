@@ -12,33 +12,25 @@ Rules:
   nothing asserts a duration.
 * Cleanup is by pid (monitors found through their ``conmon.pid`` files) and by
   container id; ``PrivatePodman.close`` unmounts what podman left under the base dir.
+* The private store itself (its flags, image, monitors, clean-up) is the bench's
+  ``epollshim.tools.podman``, one definition for both.
 """
 
 from __future__ import annotations
 
 import os
 import select
-import shutil
 import subprocess
-import sysconfig
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from epollshim.tools.image import build_image_tar
+from epollshim.tools import podman as private
+from epollshim.tools.podman import DEBIAN_CONMON, IMAGE, RUN_OPTS, alive, our_monitor
+
+__all__ = ["DEBIAN_CONMON", "IMAGE", "RUN_OPTS", "alive", "our_monitor"]
 
 DEADLINE = 60.0  # seconds: generous for a loaded 2-CPU machine, never a timing assertion
-IMAGE = "localhost/epollshim-busybox:latest"
-LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
-RUN_OPTS = ("--network", "none", *LIMITS)
-DEBIAN_CONMON = "/usr/bin/conmon"
-
-
-def our_monitor() -> str:
-    """The lean launcher ``make dev`` installs beside the interpreter's scripts."""
-    return os.path.join(sysconfig.get_path("scripts"), "epollshim-conmon")
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
@@ -53,49 +45,15 @@ def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
         select.select([], [], [], 0.02)  # a bounded poll: nothing to block on
 
 
-def alive(pid: int) -> bool:
-    """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != b"Z"
-
-
-class PrivatePodman:
-    """A podman whose every byte of state lives under ``base``."""
+class PrivatePodman(private.PrivatePodman):
+    """The bench's private podman (epollshim.tools.podman), with the tests' calls:
+    bytes in and out, an environment to add, failures as assertions, bounded polls."""
 
     def __init__(self, monitor: str = DEBIAN_CONMON) -> None:
-        # short: attach sockets live in the bundle dir, under sun_path's 108 bytes
-        self.base = Path(tempfile.mkdtemp(prefix="eps-pm-"))
-        self.root = self.base / "root"
-        self.runroot = self.base / "rr"
-        self.tmpdir = self.base / "tmp"
-        self.monitor = monitor
+        super().__init__(monitor=monitor)
         self.image = IMAGE
 
-    def argv(self, *args: str, monitor: str | None = None) -> list[str]:
-        return [
-            "podman",
-            "--root",
-            str(self.root),
-            "--runroot",
-            str(self.runroot),
-            "--tmpdir",
-            str(self.tmpdir),
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-            "--conmon",
-            monitor or self.monitor,
-            *args,
-        ]
-
-    def __call__(
+    def __call__(  # type: ignore[override]
         self,
         *args: str,
         input: bytes | None = None,
@@ -120,27 +78,6 @@ class PrivatePodman:
         assert r.returncode == 0, f"podman {' '.join(args)}: {r.returncode}: {r.stderr!r}"
         return r.stdout.decode()
 
-    def load_image(self) -> None:
-        tar = self.base / "image.tar"
-        build_image_tar(tar, IMAGE)
-        self.ok("load", "-q", "-i", str(tar))
-        tar.unlink()
-
-    def container_ids(self) -> list[str]:
-        return self.ok("ps", "-a", "--no-trunc", "--format", "{{.ID}}").split()
-
-    def monitor_pids(self) -> list[int]:
-        """The pids in every container's ``conmon.pid`` file that are still alive."""
-        pids = []
-        for path in self.runroot.glob("vfs-containers/*/userdata/conmon.pid"):
-            try:
-                pid = int(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if alive(pid):
-                pids.append(pid)
-        return pids
-
     def remove_all(self, timeout: float = DEADLINE) -> list[int]:
         """Remove every container; return (and kill) the monitors that outlived them."""
         monitors = self.monitor_pids()
@@ -157,12 +94,6 @@ class PrivatePodman:
             os.kill(pid, 9)
         return left
 
-    def close(self) -> None:
-        self.remove_all()
-        self("rmi", "-a", "-f")
-        _unmount_under(self.base)
-        shutil.rmtree(self.base, ignore_errors=True)
-
 
 def _wait_gone(pid: int, timeout: float) -> bool:
     """Wait for ``pid`` to end; True if it is still alive after ``timeout``."""
@@ -171,15 +102,6 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     except AssertionError:
         return True
     return False
-
-
-def _unmount_under(base: Path) -> None:
-    """Unmount (deepest first) anything mounted below ``base`` (shm tmpfs of containers)."""
-    prefix = str(base) + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p.startswith(prefix)), reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def k8s_lines(log: str) -> list[tuple[str, str, str]]:
