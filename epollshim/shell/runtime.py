@@ -13,9 +13,30 @@ from collections.abc import Callable
 from epollshim import minijson
 from epollshim.core.exitcode import from_wait_status
 from epollshim.core.exits import ExitRouter
+from epollshim.shell.loop import Loop
 from epollshim.shell.process import find_program, runtime_env, spawn_quick
 
 Done = Callable[[int, str], None]  # (exit code, runc's last error message or "")
+
+
+def within(loop: Loop, deadline: float, what: str, report: Callable[[str], None]) -> Done:
+    """A ``Done`` for a runc call that must not hold its caller longer than ``deadline``.
+
+    ``report`` is called exactly once: with "" when runc succeeded, with runc's words when
+    it failed, or with a timeout message when ``deadline`` seconds passed first (runc goes
+    on; its exit still reaches the reaper). The state machines use it for ``KillRemaining``.
+    """
+    reported = False
+
+    def once(error: str) -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            timer.cancel()
+            report(error)
+
+    timer = loop.call_later(deadline, lambda: once(f"{what} still running after {deadline}s"))
+    return lambda code, message: once(f"{what}: {message}" if code else "")
 
 
 class Runtime:

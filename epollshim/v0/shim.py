@@ -29,7 +29,7 @@ from epollshim.shell.console import ConsoleError, ConsoleSocket, set_winsize
 from epollshim.shell.loop import Loop, Timer
 from epollshim.shell.process import SpawnError, become_subreaper, reap_into
 from epollshim.shell.pump import Pump
-from epollshim.shell.runtime import Runtime, read_pid_file
+from epollshim.shell.runtime import Runtime, read_pid_file, within
 from epollshim.shell.signals import SIGCHLD, Signals, describe
 from epollshim.v0.control import ControlReader
 from epollshim.v0.spec import ProcessSpec, SetupError, load_bundle, load_process
@@ -335,18 +335,12 @@ class SeedShim:
 
     def _kill_remaining(self, deadline: float) -> None:
         """``runc kill --all ID KILL``; RemainingKilled when it ends or the deadline passes."""
+        done = within(self.loop, deadline, "runc kill --all", self._remaining_killed)
+        self._teardown(["kill", "--all", self.opts.id, "KILL"], done)
 
-        def killed(error: str) -> None:
-            timer.cancel()
-            if self.proc and self.proc.state is State.KILLING:
-                self._feed(ev.RemainingKilled(error))
-
-        def expired() -> None:
-            killed(f"runc kill --all still running after {deadline}s")
-
-        timer = self.loop.call_later(deadline, expired)
-        args = ["kill", "--all", self.opts.id, "KILL"]
-        self._teardown(args, lambda code, message: killed(message if code else ""))
+    def _remaining_killed(self, error: str) -> None:
+        if self.proc and self.proc.state is State.KILLING:
+            self._feed(ev.RemainingKilled(error))
 
     def _drain_expired(self) -> None:
         self.drain_timer = None

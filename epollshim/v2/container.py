@@ -25,7 +25,7 @@ from epollshim.core.states import State
 from epollshim.log import Log
 from epollshim.shell.loop import Loop, Timer
 from epollshim.shell.process import SpawnError
-from epollshim.shell.runtime import Runtime
+from epollshim.shell.runtime import Runtime, within
 from epollshim.v2.events import Publisher
 from epollshim.v2.messages import Code, TaskExit, TaskStatus, WaitResponse, timestamp
 from epollshim.v2.options import RuncOptions
@@ -214,18 +214,12 @@ class Proc:
 
     def _kill_remaining(self, deadline: float) -> None:
         """``runc kill --all ID 9``; RemainingKilled when it ends or the deadline passes."""
-
-        def done(code: int, message: str) -> None:
-            timer.cancel()
-            if self.machine is not None and self.machine.state is State.KILLING:
-                self.feed(ev.RemainingKilled(f"runc kill --all: {message}" if code else ""))
-
-        def expired() -> None:
-            if self.machine is not None and self.machine.state is State.KILLING:
-                self.feed(ev.RemainingKilled(f"runc kill --all still running after {deadline}s"))
-
-        timer = self.ctx.loop.call_later(deadline, expired)
+        done = within(self.ctx.loop, deadline, "runc kill --all", self._remaining_killed)
         self.container.runc(["kill", "--all", self.container.id, "9"], done)
+
+    def _remaining_killed(self, error: str) -> None:
+        if self.machine is not None and self.machine.state is State.KILLING:
+            self.feed(ev.RemainingKilled(error))
 
     def _drained(self) -> None:
         if self.machine is not None and self.machine.state is State.REAPING:
