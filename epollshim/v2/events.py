@@ -126,7 +126,8 @@ class Publisher:
         if self.in_flight is not None or self.retry is not None:
             return
         if not self.queue:
-            self._flushed()
+            if self.flushers:  # kick() runs on every call: nothing to do in the common case
+                self._flushed()
             return
         if self.sock is None and not self._connect():
             return
