@@ -7,7 +7,8 @@
                 [--runtime-root DIR] [--config FILE] -- CMD...
   epollshim attach STATE_DIR
   epollshim bundle DIR [--tty] [-- CMD...]
-  epollshim install-launchers [DIR]     lean launchers for both binaries (default /usr/local/bin)
+  epollshim install-launchers [--python PATH|auto] [DIR]
+                                        lean launchers for the binaries (default /usr/local/bin)
   epollshim image import [--address SOCK] [--namespace NS]
                                         our busybox image into containerd (default, k8s.io)
 
@@ -68,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return image.cli_main(argv[1:])
     if argv and argv[0] == "install-launchers":
-        from epollshim import lean
+        from epollshim.tools import launchers
 
-        return lean.install_launchers(argv[1:])
+        return launchers.install_launchers(argv[1:])
     if argv and argv[0] in ("-h", "--help", "help"):
         print(__doc__.strip())
         return 0

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from podmansupport import PrivatePodman
 
-from epollshim import lean
 from epollshim.conmon.main import main
 from epollshim.conmon.version import TEXT
+from epollshim.tools import launchers
 
 # containers/common pkg/config/default.go (podman 4.3.1): probeConmon's pattern, and
 # conmon's minimum version 2.0.1.
@@ -31,13 +30,11 @@ def test_main_prints_the_same_text(capfd: pytest.CaptureFixture[str]) -> None:
     assert capfd.readouterr().out == TEXT
 
 
-def test_sh_launcher_answers_version_without_python(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sh_launcher_answers_version_without_python(tmp_path: Path) -> None:
     # A launcher whose interpreter does not exist still answers --version: no Python ran.
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    missing = str(tmp_path / "no-python")
     path = tmp_path / "epollshim-conmon"
-    path.write_text(lean.sh_launcher_text("epollshim.conmon.main:main", TEXT))
+    path.write_text(launchers.sh_launcher_text("epollshim.conmon.main:main", TEXT, missing))
     path.chmod(0o755)
     r = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
     assert (r.returncode, r.stdout, r.stderr) == (0, TEXT, "")
@@ -46,7 +43,7 @@ def test_sh_launcher_answers_version_without_python(
 
 
 def test_install_launchers_writes_the_sh_launcher(tmp_path: Path) -> None:
-    lean.install_launchers([str(tmp_path)])
+    launchers.install_launchers([str(tmp_path)])
     text = (tmp_path / "epollshim-conmon").read_text()
     assert text.startswith("#!/bin/sh\n")
     r = subprocess.run([tmp_path / "epollshim-conmon", "--version"], capture_output=True)
