@@ -11,6 +11,14 @@ Rule: register EVENT_WRITE only while bytes are pending, and arm timers only
 while something has a deadline. With neither, ``select`` blocks with no
 timeout and an idle shim makes no system calls at all.
 
+Rule: bulk callbacks (relays moving a stream's bytes: ``bulk=True``) run after
+every other callback of the same ``select`` batch, so a ttrpc call, a signal or
+a control message that became ready together with a busy stream waits for no
+chunk of it. Bulk is a property of the fd's registration: the last
+``add_reader``/``add_writer`` says it, and it ends when the fd is unregistered
+(fd numbers are reused). Bulk events are not starved: level-triggered, they
+are all served in the same batch, just last.
+
 Rule: a callback that raises ends the loop (the exception propagates), unless
 the owner gave ``on_error``: a shim serving several containers logs the
 failure of one callback and keeps serving the others.
@@ -55,6 +63,7 @@ class Loop:
         self.selector = selectors.EpollSelector()
         # fd -> [read callback or None, write callback or None]
         self.callbacks: dict[int, list[Callback | None]] = {}
+        self.bulk: set[int] = set()  # registered fds whose callbacks run last in a batch
         self.timers: list[Timer] = []
         self.running = False
 
@@ -65,6 +74,7 @@ class Loop:
         registered = fd in self.selector.get_map()
         if not mask:
             del self.callbacks[fd]
+            self.bulk.discard(fd)
             if registered:
                 self.selector.unregister(fd)
         elif registered:
@@ -77,14 +87,22 @@ class Loop:
         cbs[which] = cb
         self._update(fd)
 
-    def add_reader(self, fd: int, cb: Callback) -> None:
+    def _bulk(self, fd: int, bulk: bool) -> None:
+        if bulk:
+            self.bulk.add(fd)
+        else:
+            self.bulk.discard(fd)
+
+    def add_reader(self, fd: int, cb: Callback, *, bulk: bool = False) -> None:
+        self._bulk(fd, bulk)
         self._set(fd, 0, cb)
 
     def remove_reader(self, fd: int) -> None:
         if fd in self.callbacks:
             self._set(fd, 0, None)
 
-    def add_writer(self, fd: int, cb: Callback) -> None:
+    def add_writer(self, fd: int, cb: Callback, *, bulk: bool = False) -> None:
+        self._bulk(fd, bulk)
         self._set(fd, 1, cb)
 
     def remove_writer(self, fd: int) -> None:
@@ -132,16 +150,26 @@ class Loop:
                 self.on_error(e)
 
     def _once(self) -> None:
+        later: list[tuple[int, int]] = []
+        bulk = self.bulk
         for key, mask in self.selector.select(self._timeout()):
-            cbs = self.callbacks.get(key.fd)
-            # a callback earlier in this batch may have removed this fd
-            if cbs and mask & READ and cbs[0]:
-                cbs[0]()
-            cbs = self.callbacks.get(key.fd)
-            if cbs and mask & WRITE and cbs[1]:
-                cbs[1]()
+            if key.fd in bulk:
+                later.append((key.fd, mask))
+            else:
+                self._dispatch(key.fd, mask)
+        for fd, mask in later:
+            self._dispatch(fd, mask)
         if self.timers:
             self._run_timers()
+
+    def _dispatch(self, fd: int, mask: int) -> None:
+        cbs = self.callbacks.get(fd)
+        # a callback earlier in this batch may have removed this fd
+        if cbs and mask & READ and cbs[0]:
+            cbs[0]()
+        cbs = self.callbacks.get(fd)
+        if cbs and mask & WRITE and cbs[1]:
+            cbs[1]()
 
     def close(self) -> None:
         self.selector.close()

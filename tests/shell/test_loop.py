@@ -1,6 +1,7 @@
 """The loop with real pipes: callbacks, back-pressure registration, timers, errors."""
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -95,3 +96,85 @@ def test_on_error_reports_and_keeps_serving(pipe: tuple[int, int]) -> None:
     loop.run()
     assert calls == [b"a", b"b"]
     assert [str(e) for e in errors] == ["first call fails"]
+
+
+def _pipes(n: int) -> list[tuple[int, int]]:
+    return [os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC) for _ in range(n)]
+
+
+def _reader(order: list[str], name: str, r: int) -> Callable[[], None]:
+    def readable() -> None:
+        order.append(name)
+        os.read(r, 1)
+
+    return readable
+
+
+def _close(pipes: list[tuple[int, int]]) -> None:
+    for r, w in pipes:
+        os.close(r)
+        os.close(w)
+
+
+def test_bulk_callbacks_run_after_the_others_of_their_batch() -> None:
+    """A relay's chunk (bulk) waits for the calls that became ready with it, whatever
+    order epoll reports them in (ready first, registered first: epoll's list order)."""
+    pipes = _pipes(4)
+    loop = Loop()
+    order: list[str] = []
+    try:
+        for i, (r, w) in enumerate(pipes):
+            os.write(w, b"x")
+            bulk = i % 2 == 0
+            name = f"{'bulk' if bulk else 'call'}{i}"
+            loop.add_reader(r, _reader(order, name, r), bulk=bulk)
+        loop._once()
+    finally:
+        loop.close()
+        _close(pipes)
+    assert order[:2] == sorted(order[:2]) == ["call1", "call3"]
+    assert sorted(order[2:]) == ["bulk0", "bulk2"]
+
+
+def test_a_bulk_writer_waits_too_and_bulk_ends_with_the_registration() -> None:
+    (_, w1), (r2, w2) = pipes = _pipes(2)
+    loop = Loop()
+    order: list[str] = []
+    try:
+        loop.add_writer(w1, lambda: order.append("bulk writer"), bulk=True)
+        os.write(w2, b"x")
+        loop.add_reader(r2, _reader(order, "call", r2))
+        loop._once()
+        assert order == ["call", "bulk writer"]
+        loop.remove_writer(w1)
+        assert w1 not in loop.bulk  # the fd number may come back as a ttrpc connection
+        loop.add_writer(w1, lambda: order.append("writer"))
+        assert w1 not in loop.bulk
+        order.clear()
+        loop._once()
+        assert order[0] == "writer"
+    finally:
+        loop.close()
+        _close(pipes)
+
+
+def test_a_bulk_callback_removed_earlier_in_its_batch_is_not_called() -> None:
+    (r1, w1), (r2, w2) = pipes = _pipes(2)
+    loop = Loop()
+    order: list[str] = []
+
+    def call() -> None:
+        order.append("call")
+        os.read(r2, 1)
+        loop.remove_reader(r1)  # the relay was stopped (its process was deleted)
+
+    try:
+        os.write(w1, b"x")
+        os.write(w2, b"x")
+        loop.add_reader(r1, lambda: order.append("bulk"), bulk=True)
+        loop.add_reader(r2, call)
+        loop._once()
+    finally:
+        loop.close()
+        _close(pipes)
+    assert order == ["call"]
