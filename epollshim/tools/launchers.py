@@ -30,7 +30,7 @@ SH_VERSION = {"epollshim-conmon": "epollshim.conmon.version"}
 
 # Launchers whose binary runs with ``-OO`` too (docstrings and asserts dropped): ~0.1 MB
 # less private memory per shim. Not ``epollshim``, whose usage text is its docstring.
-OPTIMIZED = {"containerd-shim-epollshim-v2"}
+OPTIMIZED = ("containerd-shim-epollshim-v2", "epollshim-conmon")
 
 
 def _path_code(python: str) -> str:
@@ -62,14 +62,16 @@ def launcher_text(target: str, python: str = sys.executable, flags: str = "-IS")
     )
 
 
-def sh_launcher_text(target: str, version: str, python: str = sys.executable) -> str:
+def sh_launcher_text(
+    target: str, version: str, python: str = sys.executable, flags: str = "-IS"
+) -> str:
     """A /bin/sh launcher: prints ``version`` for a lone ``--version``, else execs ``target``
     leanly (``exec`` keeps the pid, the fds and the environment the caller gave)."""
     import shlex  # install time only: shlex imports re
 
     module, _, function = target.partition(":")
     boot = f"{_path_code(python)};from {module} import {function} as f;sys.exit(f(sys.argv[1:]))"
-    command = " ".join(shlex.quote(a) for a in [python, "-I", "-S", "-c", boot])
+    command = " ".join(shlex.quote(a) for a in [python, flags, "-c", boot])
     lines = " ".join(shlex.quote(line) for line in version.splitlines())
     return (
         "#!/bin/sh\n"
@@ -171,13 +173,13 @@ def install_launchers(argv: list[str]) -> int:
     for name, target in LAUNCHERS.items():
         path = os.path.join(directory, name)
         tmp = path + ".tmp"
+        flags = "-ISOO" if optimized and name in OPTIMIZED else "-IS"
         if name in SH_VERSION:
             import importlib  # install time only
 
             version = importlib.import_module(SH_VERSION[name]).TEXT
-            text = sh_launcher_text(target, version, python)
+            text = sh_launcher_text(target, version, python, flags)
         else:
-            flags = "-ISOO" if optimized and name in OPTIMIZED else "-IS"
             text = launcher_text(target, python, flags)
         with open(tmp, "w") as f:
             f.write(text)

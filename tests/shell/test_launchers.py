@@ -53,6 +53,7 @@ def test_the_launchers_run_with_the_chosen_interpreter(tmp_path: Path) -> None:
     v2 = (tmp_path / "containerd-shim-epollshim-v2").read_text()
     assert v2.startswith(f"#!{sys.executable} -ISOO\n")  # docstrings and asserts dropped
     assert (tmp_path / "epollshim").read_text().startswith(f"#!{sys.executable} -IS\n")
+    assert f"exec {sys.executable} -ISOO -c " in (tmp_path / "epollshim-conmon").read_text()
     r = subprocess.run([tmp_path / "containerd-shim-epollshim-v2", "-v"], capture_output=True)
     assert (r.returncode, r.stdout) == (0, b"epollshim v2 (containerd runtime v2 shim, ttrpc)\n")
 
