@@ -189,7 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         with open(args.out, "w") as f:
-            f.write(f"# `ctr run --rm IMAGE ID true`, phase by phase\n\n{text}\n")
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            load = os.getloadavg()[0]
+            f.write(
+                f"# `ctr run --rm IMAGE ID true`, phase by phase\n\n"
+                f"- {when}, {args.runs} runs per shim, alternating; 1-min load {load:.1f} "
+                f"at the end\n- each cell: median ms <sub>middle half of the runs</sub>; "
+                f"difference: epollshim-v2 minus runc-v2\n\n{text}\n"
+            )
     return 0
 
 
