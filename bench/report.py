@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import shutil
 import subprocess
 import time
 from typing import Any
@@ -208,11 +209,26 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "cpus": str(os.cpu_count()),
         "python": platform.python_version(),
+        "shims' interpreter": shim_interpreter(),
         "containerd": version(["containerd", "--version"]),
         "runc": version(["runc", "--version"]),
         "conmon": version(["conmon", "--version"]),
         "podman": version(["podman", "--version"]),
     }
+
+
+def shim_interpreter() -> str:
+    """The interpreter line of the v2 shim's launcher (install-launchers may choose another
+    build than the bench's own), with that interpreter's version."""
+    launcher = shutil.which("containerd-shim-epollshim-v2")
+    try:
+        with open(launcher or "", "rb") as f:
+            first = f.readline().decode(errors="replace").strip()
+        python = first.removeprefix("#!").split()[0]
+        r = subprocess.run([python, "-V"], capture_output=True, text=True, timeout=10)
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "?"
+    return f"{first.removeprefix('#!')} ({r.stdout.strip() or r.stderr.strip()})"
 
 
 def source_version() -> str:
