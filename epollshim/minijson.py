@@ -21,8 +21,6 @@ here, exactly as ``json.loads``/``json.dumps`` with their default arguments do:
   nests fewer than 10 levels.
 """
 
-import _json
-
 # typing costs ~0.7 MB per shim at run time; mypy treats any TYPE_CHECKING as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -60,6 +58,8 @@ def _not_serializable(o: object) -> object:
 
 def dumps(obj: object) -> str:
     """``json.dumps(obj)``: what ``json.JSONEncoder.encode`` does with its defaults."""
+    import _json  # the first dumps pays for it
+
     if isinstance(obj, str):
         return str(_json.encode_basestring_ascii(obj))
     # markers (fresh: circular references), default, encoder, indent, key separator,

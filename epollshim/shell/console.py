@@ -13,8 +13,6 @@ runs, so a size set then is the size the process starts with (conmon does this).
 
 import fcntl
 import os
-import struct
-import termios
 
 from epollshim.shell import sock
 
@@ -68,6 +66,8 @@ def receive_master(conn: sock.Socket) -> int:
     for level, kind, data in ancdata:
         if level == sock.SOL_SOCKET and kind == sock.SCM_RIGHTS:
             whole = len(data) - len(data) % 4  # C ints
+            import struct  # a terminal only
+
             fds += struct.unpack(f"{whole // 4}i", data[:whole])
     if len(fds) != 1:
         for fd in fds:
@@ -79,11 +79,17 @@ def receive_master(conn: sock.Socket) -> int:
 
 
 def set_winsize(fd: int, cols: int, rows: int) -> None:
+    import struct  # a terminal only
+    import termios
+
     cols, rows = (max(0, min(v, 65535)) for v in (cols, rows))
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def get_winsize(fd: int) -> tuple[int, int]:
     """(cols, rows) of the terminal on ``fd``."""
+    import struct  # a terminal only
+    import termios
+
     rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     return cols, rows

@@ -11,7 +11,6 @@ Rules:
 """
 
 import os
-import struct
 
 from epollshim.shell import libc
 from epollshim.v2.container import Container
@@ -110,7 +109,7 @@ def _watch_v2(c: Container, path: str) -> None:
             data = os.read(fd, 4096)
         except BlockingIOError:
             return
-        if len(data) >= struct.calcsize("iIII"):
+        if len(data) >= 16:  # one inotify event: int wd, uint32 mask, cookie, len
             count = _oom_kills(events)
             if count > seen[0]:
                 seen[0] = count

@@ -35,7 +35,7 @@ Rules (spec section 3):
 """
 
 import os
-import struct
+import sys
 from collections import deque
 from collections.abc import Callable
 
@@ -54,7 +54,7 @@ TOTAL_RESUME = 2 << 20
 MAX_BUFFERED = 16 << 20  # reachable only through answers to calls taken earlier
 BACKOFF_FIRST = 0.01  # seconds without polling the listener after a failed accept
 BACKOFF_MAX = 1.0
-PEERCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+PEERCRED_SIZE = 12  # struct ucred: int pid, uint uid, uint gid
 
 
 class Call:
@@ -331,10 +331,12 @@ class Server:
 def _peer_denied(sock: sockets.Socket) -> str:
     """Why the peer may not talk to us, or "" (SO_PEERCRED: it must be our uid and gid)."""
     try:
-        creds = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, PEERCRED.size)
+        creds = sock.getsockopt(sockets.SOL_SOCKET, sockets.SO_PEERCRED, PEERCRED_SIZE)
     except OSError as e:  # ENOTCONN, EOPNOTSUPP: no credentials, no entry
         return f"no peer credentials: {e.strerror}"
-    pid, uid, gid = PEERCRED.unpack(creds)
+    pid, uid, gid = (
+        int.from_bytes(creds[i : i + 4], sys.byteorder, signed=i == 0) for i in (0, 4, 8)
+    )
     ours = os.geteuid(), os.getegid()
     if (uid, gid) == ours:
         return ""
