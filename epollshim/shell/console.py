@@ -17,8 +17,9 @@ import os
 from epollshim.shell import sock
 
 
-class ConsoleError(Exception):
-    pass
+class ConsoleError(ValueError):
+    """What came on the console socket is not one pty master (a ValueError, so that a
+    caller handling bad values need not import this module for a terminal it may not have)."""
 
 
 class ConsoleSocket:

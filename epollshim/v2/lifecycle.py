@@ -22,7 +22,6 @@ from collections.abc import Callable
 
 from epollshim import minijson
 from epollshim.core import events as ev
-from epollshim.shell.console import ConsoleError
 from epollshim.shell.process import SpawnError
 from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.v2 import mount, oom, options
@@ -143,7 +142,7 @@ class Lifecycle:
                 pid = read_pid_file(os.path.join(c.bundle, "init.pid"))
                 if p.terminal:
                     p.io.receive_console()
-            except (OSError, ValueError, ConsoleError) as e:
+            except (OSError, ValueError) as e:  # ValueError: ConsoleError too
                 code, message = 1, str(e)
                 c.runc(["delete", "--force", c.id])
         self.service.creating.discard(c.id)
@@ -269,7 +268,7 @@ class Lifecycle:
                 pid = read_pid_file(pidfile)
                 if p.terminal:
                     p.io.receive_console()
-            except (OSError, ValueError, ConsoleError) as e:
+            except (OSError, ValueError) as e:  # ValueError: ConsoleError too
                 code, message = 1, str(e)
         if code:
             p.feed(ev.RuntimeFailed("exec", message))

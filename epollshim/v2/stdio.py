@@ -40,12 +40,12 @@ from collections.abc import Callable
 
 from epollshim.log import Log
 from epollshim.shell import fifo
-from epollshim.shell.console import ConsoleSocket, set_winsize
 from epollshim.shell.loop import Loop
-from epollshim.shell.pump import Pump
 
 TYPE_CHECKING = False  # typing costs memory in every shim; mypy knows this name
 if TYPE_CHECKING:  # pragma: no cover
+    from epollshim.shell.console import ConsoleSocket
+    from epollshim.shell.pump import Pump
     from epollshim.v2.logger import Logger
 
 FIFO = "fifo"
@@ -150,6 +150,8 @@ class ProcIO:
             self.stdin_reader, self.keepalive = fifo.open_input(self.stdin)
         ends = self._open_output()
         if self.terminal:
+            from epollshim.shell.console import ConsoleSocket  # a terminal only
+
             self.console = ConsoleSocket()
             null = self._devnull()
             return null, null, null
@@ -211,6 +213,8 @@ class ProcIO:
         return w
 
     def _pump(self, src: int, dst: int, bufsize: int = 0) -> None:
+        from epollshim.shell.pump import Pump  # a relay only (terminal, file, logger)
+
         pump = Pump(self.loop, src, dst, bufsize=bufsize or self.bufsize, on_eof=self._output_eof)
         pump.splice = _is_pipe(dst)  # EINVAL on a file with O_APPEND: skip the useless try
         self.outputs_open += 1
@@ -252,6 +256,8 @@ class ProcIO:
             self.console.close()
             self.console = None
         if self.size:
+            from epollshim.shell.console import set_winsize
+
             set_winsize(self.master, *self.size)
         if self.output.kind == BINARY:
             self._pump(self.master, self.sink)
@@ -259,6 +265,8 @@ class ProcIO:
             dst = self.sink if self.sink >= 0 else (self.holders or [self._devnull_kept()])[0]
             self._pump(self.master, dst)
         if self.stdin_reader >= 0:
+            from epollshim.shell.pump import Pump
+
             inp = Pump(self.loop, self.stdin_reader, self.master, bufsize=self.bufsize)
             self.pumps.append(inp.start())
 
@@ -269,12 +277,14 @@ class ProcIO:
 
     def resize(self, cols: int, rows: int) -> None:
         if self.master >= 0:
+            from epollshim.shell.console import set_winsize
+
             set_winsize(self.master, cols, rows)
         elif self.terminal:
             self.size = (cols, rows)  # applied when the master arrives
 
     # -- the end ------------------------------------------------------------------------
-    def _output_eof(self, pump: Pump) -> None:
+    def _output_eof(self, pump: "Pump") -> None:
         if pump.dst == self.sink and self.output.kind == BINARY:
             os.close(self.sink)  # the terminal's end: the logger sees EOF on its fd 3
             self.sink = -1
