@@ -73,6 +73,17 @@ def parse(argv: list[str]) -> Flags:
     return flags
 
 
+def serve_forked(flags: Flags) -> int:
+    """The daemon forked by ``start``: serve the listening socket ``-fd`` until shutdown."""
+    try:
+        from epollshim.v2.daemon import serve
+
+        return serve(flags, int(flags.get("fd")))
+    except BaseException as e:  # a bug: one line in containerd's log, then gone
+        os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
+        return 1
+
+
 def main() -> None:
     try:
         flags = parse(sys.argv[1:])
@@ -92,7 +103,14 @@ def main() -> None:
     if flags.action == "start":
         from epollshim.v2 import start
 
-        os._exit(start.run(flags))
+        status = start.run(flags)
+        if status != start.DAEMON:
+            os._exit(status)
+        # the forked daemon: nothing of ``start`` runs again, so its code (~40 KiB) goes
+        del start
+        sys.modules.pop("epollshim.v2.start", None)
+        vars(sys.modules["epollshim.v2"]).pop("start", None)
+        os._exit(serve_forked(flags))
     from epollshim.v2.delete import run as delete
 
     os._exit(delete(flags))

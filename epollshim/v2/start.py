@@ -161,14 +161,19 @@ def _daemon_stdio(bundle: str) -> tuple[int, int]:
     return devnull, log
 
 
+# What ``run`` returns in the forked daemon: ``main`` serves there, outside this module.
+DAEMON = -1
+
+
 def start_daemon(flags: Flags, sock_path: str, sock: "_socket.socket", bundle: str) -> int:
-    """The daemon serving ``sock``: forked when we are lean, else exec'd; its pid."""
+    """The daemon serving ``sock``: forked when we are lean, else exec'd; its pid in
+    ``start``, 0 in the forked daemon (its stdio set up, ``flags`` naming the socket's path
+    and fd, which ``sock`` no longer owns)."""
     if not sys.flags.no_site:
         return spawn_daemon(daemon_argv(flags, sock_path, sock.fileno()), bundle, sock.fileno())
     devnull, log = _daemon_stdio(bundle)
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - the daemon: never returns
-        status = 1
+    if pid == 0:  # pragma: no cover - the daemon
         try:
             os.setpgid(0, 0)  # its own process group, as containerd gives the shim
             os.dup2(devnull, 0)
@@ -179,12 +184,11 @@ def start_daemon(flags: Flags, sock_path: str, sock: "_socket.socket", bundle: s
             drop_from_cmdline(flags.action)
             flags.action = ""
             flags.values["socket"] = sock_path
-            from epollshim.v2.daemon import serve
-
-            status = serve(flags, sock.detach())
+            flags.values["fd"] = str(sock.detach())
         except BaseException as e:  # a bug: one line in containerd's log, then gone
             os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
-        os._exit(status)
+            os._exit(1)
+        return 0
     os.close(devnull)
     os.close(log)
     return pid
@@ -307,6 +311,8 @@ def run(flags: Flags) -> int:
             try:
                 write_address(bundle, address)
                 pid = start_daemon(flags, path, sock, bundle)
+                if pid == 0:
+                    return DAEMON
                 if cgroup:
                     try:
                         join_cgroup(pid, cgroup)
