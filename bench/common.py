@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from epollshim.tools.wait import until
+
 T = TypeVar("T")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -177,14 +179,7 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, poll: float = 0.01) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+    return until(what, probe, timeout, interval=poll, error=BenchError)
 
 
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,17 +17,14 @@ import pytest
 
 from epollshim.tools import image
 from epollshim.tools.containerd import ContainerdError, PrivateContainerd, mounts_under
+from epollshim.tools.wait import until
 
 RUNC = "io.containerd.runc.v2"
 
 
 def poll(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
     """Wait for ``check()`` with a deadline (a bounded poll, not a sleep)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
+    until(what, check, timeout, error=pytest.fail.Exception)
 
 
 def alive(pid: int) -> bool:

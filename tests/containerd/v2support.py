@@ -32,6 +32,7 @@ from ptyprocess import PtyProcess
 
 from epollshim.tools.containerd import PrivateContainerd, mounts_under
 from epollshim.tools.ttrpc_client import ShimConnection as ShimConnection  # re-exported
+from epollshim.tools.wait import until
 
 EPOLL = "io.containerd.epollshim.v2"
 RUNC = "io.containerd.runc.v2"
@@ -45,14 +46,7 @@ TASKS_DIR = "io.containerd.runtime.v2.task"
 
 def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
     """Wait for ``check()`` to return something truthy (returned) with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(POLL)  # the poll interval, not a synchronisation
+    return until(what, check, timeout, interval=POLL, error=pytest.fail.Exception)
 
 
 def alive(pid: int) -> bool:

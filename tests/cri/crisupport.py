@@ -9,7 +9,6 @@ import contextlib
 import itertools
 import os
 import re
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -18,6 +17,7 @@ import pytest
 from epollshim.tools import cri_api as c
 from epollshim.tools.cri import CRI_NAMESPACE, CriContainerd, CriError, container_config
 from epollshim.tools.procfs import stat
+from epollshim.tools.wait import until
 
 T = TypeVar("T")
 RUNC_ROOT = "/run/containerd/runc"  # runc --root of both shims: <root>/<namespace>/<id>
@@ -32,14 +32,7 @@ SHIM_BINARIES = {"epollshim": "epollshim", "runc": "containerd-shim-runc-v2"}
 
 def poll(what: str, check: Callable[[], T], timeout: float = 30.0) -> T:
     """Call ``check`` until it returns something true; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.02)
+    return until(what, check, timeout, error=pytest.fail.Exception)
 
 
 def read_log(path: str) -> list[tuple[str, str, str]]:

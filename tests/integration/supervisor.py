@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from epollshim.tools.wait import until
+
 RUNC = "runc"
 DEADLINE = 30.0  # seconds; generous for a loaded CI machine, never a timing assertion
 CHUNK = 1 << 16
@@ -65,19 +67,11 @@ def runc_list(root: str) -> list[str]:
 def wait_for(
     predicate: Callable[[], object], what: str, deadline: float = DEADLINE, fd: int = -1
 ) -> object:
-    """Poll ``predicate`` until it is truthy; between tries block on ``fd`` (if any) up to 20 ms."""
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise Timeout(f"timed out waiting for {what}")
-        if fd >= 0:
-            select.select([fd], [], [], 0.02)
-        else:
-            # A bounded poll of a file or /proc: the kernel gives no event to block on.
-            select.select([], [], [], 0.01)
+    """Poll ``predicate`` until it is truthy; between tries block on ``fd`` (if any) up to 20 ms,
+    else wait 10 ms (a file or /proc: the kernel gives no event to block on)."""
+    return until(
+        what, predicate, deadline, interval=0.02 if fd >= 0 else 0.01, fd=fd, error=Timeout
+    )
 
 
 def read_file(path: str | Path) -> str | None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from epollshim.tools import podman as private
 from epollshim.tools.podman import DEBIAN_CONMON, IMAGE, RUN_OPTS, alive, our_monitor
+from epollshim.tools.wait import until
 
 __all__ = ["DEBIAN_CONMON", "IMAGE", "RUN_OPTS", "alive", "our_monitor"]
 
@@ -35,14 +36,7 @@ DEADLINE = 60.0  # seconds: generous for a loaded 2-CPU machine, never a timing 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
     """``check()`` until it is truthy (returned), at most ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        select.select([], [], [], 0.02)  # a bounded poll: nothing to block on
+    return until(what, check, timeout, error=AssertionError)
 
 
 class PrivatePodman(private.PrivatePodman):
