@@ -19,17 +19,28 @@ import epollshim
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(epollshim.__file__)))
 
 
+def path_statements(sites: list[str]) -> list[str]:
+    """Python statements putting our package first on ``sys.path`` and ``sites`` (package
+    directories, for PyYAML) after the interpreter's own."""
+    statements = ["import sys", f"sys.path.insert(0,{PACKAGE_PARENT!r})"]
+    if sites:
+        statements.append(f"sys.path+={sites!r}")
+    return statements
+
+
+def boot(target: str, sites: list[str]) -> str:
+    """The ``-c`` code running ``target`` (``module:function``) with ``sys.argv[1:]``."""
+    module, _, function = target.partition(":")
+    run = f"from {module} import {function} as f;sys.exit(f(sys.argv[1:]))"
+    return ";".join([*path_statements(sites), run])
+
+
 def argv(target: str, args: list[str]) -> list[str]:
     """The command line running ``target`` (``module:function``) leanly with ``args``."""
-    module, _, function = target.partition(":")
-    # the package directories we see (a launcher for another interpreter appends ours),
-    # after the child's own: PyYAML, for a config file, is found where we found it
+    # the package directories we see (a launcher for another interpreter appends ours):
+    # PyYAML, for a config file, is found where we found it
     sites = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
-    boot = (
-        f"import sys;sys.path.insert(0,{PACKAGE_PARENT!r});sys.path+={sites!r};"
-        f"from {module} import {function} as f;sys.exit(f(sys.argv[1:]))"
-    )
-    return [sys.executable, "-I", "-S", "-c", boot, *args]
+    return [sys.executable, "-I", "-S", "-c", boot(target, sites), *args]
 
 
 def reexec(target: str, args: list[str]) -> None:

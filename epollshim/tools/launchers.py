@@ -13,6 +13,7 @@ import subprocess
 import sys
 import sysconfig
 
+from epollshim import lean
 from epollshim.lean import PACKAGE_PARENT
 
 LAUNCHERS = {
@@ -33,17 +34,13 @@ SH_VERSION = {"epollshim-conmon": "epollshim.conmon.version"}
 OPTIMIZED = ("containerd-shim-epollshim-v2", "epollshim-conmon")
 
 
-def _path_code(python: str) -> str:
-    """Statements putting our package (and, for another interpreter, our site) on sys.path."""
-    code = f"import sys;sys.path.insert(0,{PACKAGE_PARENT!r})"
-    if os.path.realpath(python) != os.path.realpath(sys.executable):
-        # another build of our Python version: the packages installed beside us (PyYAML,
-        # for a config file) come after its own directories
-        for key in ("purelib", "platlib"):
-            site = sysconfig.get_path(key)
-            if site != PACKAGE_PARENT and site not in code:
-                code += f";sys.path.append({site!r})"
-    return code
+def _sites(python: str) -> list[str]:
+    """For another build of our Python version, the directories we were installed into
+    (PyYAML, for a config file), to put after its own; none for ourselves."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        return []
+    found = dict.fromkeys(sysconfig.get_path(key) for key in ("purelib", "platlib"))
+    return [site for site in found if site != PACKAGE_PARENT]
 
 
 def launcher_text(target: str, python: str = sys.executable, flags: str = "-IS") -> str:
@@ -57,8 +54,8 @@ def launcher_text(target: str, python: str = sys.executable, flags: str = "-IS")
     return (
         f"#!{python} {flags}\n"  # the kernel passes one argument: flags are one word
         "# Written by `epollshim install-launchers`: starts without `site` (fast, small).\n"
-        f"{_path_code(python).replace(';', chr(10))}\n"
-        f"from {module} import {function}\nsys.exit({function}())\n"
+        + "".join(f"{s}\n" for s in lean.path_statements(_sites(python)))
+        + f"from {module} import {function}\nsys.exit({function}())\n"
     )
 
 
@@ -69,8 +66,7 @@ def sh_launcher_text(
     leanly (``exec`` keeps the pid, the fds and the environment the caller gave)."""
     import shlex  # install time only: shlex imports re
 
-    module, _, function = target.partition(":")
-    boot = f"{_path_code(python)};from {module} import {function} as f;sys.exit(f(sys.argv[1:]))"
+    boot = lean.boot(target, _sites(python))
     command = " ".join(shlex.quote(a) for a in [python, flags, "-c", boot])
     lines = " ".join(shlex.quote(line) for line in version.splitlines())
     return (
