@@ -1,6 +1,6 @@
 """``python -m bench``: epollshim next to containerd-shim-runc-v2 and conmon, as ratios.
 
-  python -m bench [--quick] [--only memory,start,throughput,idle,exit,state,podman] [--out DIR]
+  python -m bench [--quick] [--only memory,start,throughput,idle,exit,kill,state,podman] [--out DIR]
                   [--containers 1,10,100] [--state-containers 100] [--state-calls 400]
                   [--rounds start=20,exit=10,...] [--no-write]
 
@@ -42,13 +42,13 @@ from bench.common import (
 )
 from bench.subjects import Context
 
-SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "state", "podman")
+SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "kill", "state", "podman")
 # Alternating rounds per scenario (memory: see bench/memory.py for what a round reads; idle has
 # its windows instead); --quick uses the second table, --rounds overrides either. podman-*:
 # the parts of the podman scenario (bench/podman.py); podman-version counts calls per monitor.
-ROUNDS = {"memory": 3, "start": 20, "throughput": 3, "exit": 10, "state": 6}
+ROUNDS = {"memory": 3, "start": 20, "throughput": 3, "exit": 10, "kill": 10, "state": 6}
 ROUNDS |= {"podman-memory": 2, "podman-run": 20, "podman-log": 5, "podman-version": 200}
-QUICK_ROUNDS = {"memory": 3, "start": 5, "throughput": 1, "exit": 3, "state": 3}
+QUICK_ROUNDS = {"memory": 3, "start": 5, "throughput": 1, "exit": 3, "kill": 3, "state": 3}
 QUICK_ROUNDS |= {"podman-memory": 1, "podman-run": 5, "podman-log": 1, "podman-version": 50}
 SHIM_SOCKETS = "/run/containerd/s"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -162,6 +162,8 @@ def measure(ctx: Context, args: argparse.Namespace) -> dict[str, object]:
                 results["idle"] = idle.run(ctx, watched, idle_seconds(quick))
             elif scenario == "exit":
                 results["exit"] = latency.exit_latency(ctx, v2, rounds["exit"])
+            elif scenario == "kill":
+                results["kill"] = latency.kill_latency(ctx, v2, rounds["kill"])
             elif scenario == "state":
                 results["state"] = state.run(
                     ctx, args.state_containers, rounds["state"], args.state_calls
@@ -279,6 +281,9 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
     ex = results.get("exit")
     if ex:
         rows.append(_latency_row("exit -> ctr run returns", ex, 1.0))
+    kl = results.get("kill")
+    if kl:
+        rows.append(_latency_row("ctr task kill -s KILL -> ctr run returns", kl, 1.0))
     st = results.get("state")
     if st:
         rows += _state_rows(st, args.state_containers, args.state_calls)
@@ -300,7 +305,7 @@ def build_rows(results: dict, args: argparse.Namespace) -> tuple[list[report.Row
 
 
 # Targets: issue 9 where it sets one (RssAnon of an ungrouped shim <= 1.8x, start <= 1.05x,
-# exit <= 1x, State p50/p99 <= 1x), else the bench's earlier ones.
+# exit and SIGKILL <= 1x, State p50/p99 <= 1x), else the bench's earlier ones.
 Target = tuple[str, float, str] | None
 
 

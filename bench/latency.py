@@ -1,4 +1,4 @@
-"""Scenarios 2 and 5: start latency and exit latency through containerd.
+"""Scenarios 2, 5 and 5b: start, exit and kill latency through containerd.
 
 * Start: wall time of ``ctr run --rm --runtime R IMAGE ID true`` (ctr's own start-up, the
   shim's ``start``, create/start, the exit, the delete and the container removal), median of
@@ -8,6 +8,10 @@
   kernel's word that the process exited: exact, no clock shared with the container needed)
   to ``ctr run`` returning (containerd's TaskExit event, Wait answered, task deleted).
   The container record is removed afterwards, outside the timing.
+* Kill: ``ctr run IMAGE ID sleep 600``; once its init runs, the time from spawning
+  ``ctr task kill --signal SIGKILL ID`` to ``ctr run`` returning (137): ctr's start-up,
+  containerd's Kill to the shim, the shim's ``runc kill``, the reap, TaskExit, Wait and
+  the task's delete. The ``ctr task kill`` process is the same binary for both shims.
 """
 
 from __future__ import annotations
@@ -35,29 +39,51 @@ def _start_once(s: CtrSubject) -> float:
 
 
 def _exit_once(s: CtrSubject) -> float:
-    cid = new_id("x")
-    argv = s.ctr_argv(*s.run_args(cid, ["sleep", "1"], rm=False))
+    return _until_returned(s, "x", ["sleep", "1"], None)
+
+
+def _kill_once(s: CtrSubject) -> float:
+    return _until_returned(s, "k", ["sleep", "600"], ["task", "kill", "--signal", "SIGKILL"])
+
+
+def _until_returned(s: CtrSubject, prefix: str, argv: list[str], kill: list[str] | None) -> float:
+    """Time from the container's exit (natural: ``kill`` None) or from spawning
+    ``ctr KILL... ID`` to ``ctr run`` returning with the container's status."""
+    cid = new_id(prefix)
+    run = s.ctr_argv(*s.run_args(cid, argv, rm=False))
     proc = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        run, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     try:
         shim = s.shim_of(cid)
-        init = wait_for("the container's sleep", lambda: children_named(shim, "sleep"), 5)[0]
-        fd = os.pidfd_open(init)
-        try:
-            p = select.poll()
-            p.register(fd, select.POLLIN)
-            if not p.poll(10_000):
-                raise BenchError("the container did not exit within 10 s")
-            exited = time.monotonic()
-        finally:
-            os.close(fd)
+        name = argv[0]
+        init = wait_for(f"the container's {name}", lambda: children_named(shim, name), 5)[0]
+        if kill is None:
+            fd = os.pidfd_open(init)
+            try:
+                p = select.poll()
+                p.register(fd, select.POLLIN)
+                if not p.poll(10_000):
+                    raise BenchError("the container did not exit within 10 s")
+                began = time.monotonic()
+            finally:
+                os.close(fd)
+            expected = 0
+        else:
+            began = time.monotonic()
+            killer = subprocess.run(
+                s.ctr_argv(*kill, cid), stdin=subprocess.DEVNULL, capture_output=True, timeout=30
+            )
+            if killer.returncode != 0:
+                raise BenchError(f"ctr {' '.join(kill)}: {killer.stderr.decode().strip()}")
+            expected = 128 + 9
         proc.wait(timeout=30)
         returned = time.monotonic()
-        if proc.returncode != 0:
+        if proc.returncode != expected:
             assert proc.stderr is not None
-            raise BenchError(f"ctr run: {proc.stderr.read().decode().strip() or proc.returncode}")
-        return returned - exited
+            err = proc.stderr.read().decode().strip()
+            raise BenchError(f"ctr run: exit {proc.returncode}, not {expected}: {err}")
+        return returned - began
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -100,3 +126,7 @@ def start_latency(ctx: Context, names: tuple[str, ...], n: int) -> dict[str, Cel
 
 def exit_latency(ctx: Context, names: tuple[str, ...], n: int) -> dict[str, Cell]:
     return _alternate(ctx, names, n, _exit_once, "exit")
+
+
+def kill_latency(ctx: Context, names: tuple[str, ...], n: int) -> dict[str, Cell]:
+    return _alternate(ctx, names, n, _kill_once, "kill")
