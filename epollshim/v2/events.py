@@ -33,8 +33,8 @@ from epollshim.log import Log
 from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop, Timer
 from epollshim.v2 import ttrpc
-from epollshim.v2.messages import EVENTS_SERVICE, TOPICS, Envelope, ForwardRequest, TaskExit
-from epollshim.v2.pb import Message, Timestamp, pack_any
+from epollshim.v2.messages import EVENTS_SERVICE, Envelope, Event, ForwardRequest, TaskExit
+from epollshim.v2.pb import Timestamp, pack_any
 
 MAX_QUEUE = 2048
 FIRST_BACKOFF = 0.1
@@ -43,7 +43,7 @@ GIVE_UP = 1.0
 GIVE_UP_CONNECTED = 5.0
 TIMEOUT_NS = 5_000_000_000
 NS_METADATA = "containerd-namespace-ttrpc"
-EXIT_TOPIC = TOPICS[TaskExit]
+EXIT_TOPIC = TaskExit.TOPIC
 
 
 class Queued:
@@ -78,10 +78,10 @@ class Publisher:
         self.progress = 0.0  # monotonic time of the last answer (or of the flush start)
 
     # -- the public side ------------------------------------------------------------
-    def publish(self, event: Message) -> None:
+    def publish(self, event: Event) -> None:
         if not self.address:
             return
-        topic = TOPICS[type(event)]
+        topic = event.TOPIC
         envelope = Envelope(
             timestamp=Timestamp.from_ns(time.time_ns()),
             namespace=self.namespace,

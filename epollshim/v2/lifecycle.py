@@ -16,6 +16,8 @@ Rules (spec sections 4.3, 4.5, 6.5, 6.6):
   ``runc delete``, closes every fd, unmounts, then publishes ``TaskDelete``.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 from collections.abc import Callable
@@ -33,13 +35,10 @@ from epollshim.v2.messages import (
     CreateTaskResponse,
     DeleteRequest,
     DeleteResponse,
-    ExecProcessRequest,
     StartRequest,
     StartResponse,
     TaskCreate,
     TaskDelete,
-    TaskExecAdded,
-    TaskExecStarted,
     TaskIO,
     TaskStart,
     TaskStatus,
@@ -50,11 +49,12 @@ from epollshim.v2.stdio import Output, output_of
 
 TYPE_CHECKING = False  # typing costs memory in every shim; mypy knows this name
 if TYPE_CHECKING:  # pragma: no cover
+    from epollshim.v2.messages_more import ExecProcessRequest
     from epollshim.v2.service import TaskService
 
 
 class Lifecycle:
-    def __init__(self, service: "TaskService") -> None:
+    def __init__(self, service: TaskService) -> None:
         self.service = service
         self.ctx = service.ctx
 
@@ -276,6 +276,8 @@ class Lifecycle:
             call.fail(Code.UNKNOWN, f"OCI runtime exec failed: {message}")
             return
         p.started = True
+        from epollshim.v2.messages_more import TaskExecStarted  # imported by the Exec call
+
         self.ctx.publisher.publish(TaskExecStarted(container_id=c.id, exec_id=p.exec_id, pid=pid))
         p.feed(ev.PidKnown(pid))
         call.reply(StartResponse(pid=pid))
@@ -292,6 +294,8 @@ class Lifecycle:
         p.output = _output(req.stdout)
         p.spec = req.spec.value if req.spec else b"{}"
         c.execs[req.exec_id] = p
+        from epollshim.v2.messages_more import TaskExecAdded  # imported to decode the call
+
         self.ctx.publisher.publish(TaskExecAdded(container_id=c.id, exec_id=req.exec_id))
         call.reply()
 

@@ -9,6 +9,11 @@ Rules of this module:
   full name, which is also the ``Any`` type URL containerd uses (no prefix).
 - ``Timestamp`` fields that must be "unset" to Go carry Go's zero time (``go_zero_time()``),
   never seconds 0, which Go shows as a real time in 1970 (spec section 3.8).
+- Here: the messages every container's life uses (ttrpc, Create, Start, State, Kill, Wait,
+  Delete, Connect, Shutdown, their events, runc's options). The rest of the schema (exec,
+  pids, pause and resume, stats, update, resize, close-io, checkpoint, OOM, older options)
+  is ``messages_more``, imported at the first call that needs it: each message class costs
+  a shim ~5 KiB whether or not it is ever used.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from epollshim.v2.pb import (
     Timestamp,
     field,
     message,
-    unpack_any,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from typing import ClassVar
 
 TASK_SERVICE = "containerd.task.v2.Task"
 EVENTS_SERVICE = "containerd.services.events.ttrpc.v1.Events"
@@ -169,14 +177,6 @@ class Mount(Message):
     options: list[str] = field(factory=list)
 
 
-@message
-class ProcessInfo(Message):
-    TYPE_NAME = "containerd.v1.types.ProcessInfo"
-    FIELDS = (Field(1, "pid", UINT32), _msg(2, "info", Any))
-    pid: int = 0
-    info: Any | None = None
-
-
 # --------------------------------------------------------------- containerd.task.v2
 
 
@@ -236,42 +236,6 @@ class DeleteResponse(Message):
 
 
 @message
-class ExecProcessRequest(Message):
-    TYPE_NAME = "containerd.task.v2.ExecProcessRequest"
-    FIELDS = (
-        _id(),
-        _exec_id(),
-        Field(3, "terminal", BOOL),
-        Field(4, "stdin", STRING),
-        Field(5, "stdout", STRING),
-        Field(6, "stderr", STRING),
-        _msg(7, "spec", Any),
-    )
-    id: str = ""
-    exec_id: str = ""
-    terminal: bool = False
-    stdin: str = ""
-    stdout: str = ""
-    stderr: str = ""
-    spec: Any | None = None  # JSON of the OCI process, not protobuf (spec section 4.3.10)
-
-
-@message
-class ExecProcessResponse(Message):
-    TYPE_NAME = "containerd.task.v2.ExecProcessResponse"
-
-
-@message
-class ResizePtyRequest(Message):
-    TYPE_NAME = "containerd.task.v2.ResizePtyRequest"
-    FIELDS = (_id(), _exec_id(), Field(3, "width", UINT32), Field(4, "height", UINT32))
-    id: str = ""
-    exec_id: str = ""
-    width: int = 0
-    height: int = 0
-
-
-@message
 class StateRequest(Message):
     TYPE_NAME = "containerd.task.v2.StateRequest"
     FIELDS = (_id(), _exec_id())
@@ -319,47 +283,6 @@ class KillRequest(Message):
 
 
 @message
-class CloseIORequest(Message):
-    TYPE_NAME = "containerd.task.v2.CloseIORequest"
-    FIELDS = (_id(), _exec_id(), Field(3, "stdin", BOOL))
-    id: str = ""
-    exec_id: str = ""
-    stdin: bool = False
-
-
-@message
-class PidsRequest(Message):
-    TYPE_NAME = "containerd.task.v2.PidsRequest"
-    FIELDS = (_id(),)
-    id: str = ""
-
-
-@message
-class PidsResponse(Message):
-    TYPE_NAME = "containerd.task.v2.PidsResponse"
-    FIELDS = (_msg(1, "processes", ProcessInfo, repeated=True),)
-    processes: list[ProcessInfo] = field(factory=list)
-
-
-@message
-class CheckpointTaskRequest(Message):
-    TYPE_NAME = "containerd.task.v2.CheckpointTaskRequest"
-    FIELDS = (_id(), Field(2, "path", STRING), _msg(3, "options", Any))
-    id: str = ""
-    path: str = ""
-    options: Any | None = None
-
-
-@message
-class UpdateTaskRequest(Message):
-    TYPE_NAME = "containerd.task.v2.UpdateTaskRequest"
-    FIELDS = (_id(), _msg(2, "resources", Any), Field(3, "annotations", STRING, key=STRING))
-    id: str = ""
-    resources: Any | None = None  # JSON of OCI LinuxResources (spec section 4.3.13)
-    annotations: dict[str, str] = field(factory=dict)
-
-
-@message
 class StartRequest(Message):
     TYPE_NAME = "containerd.task.v2.StartRequest"
     FIELDS = (_id(), _exec_id())
@@ -391,20 +314,6 @@ class WaitResponse(Message):
 
 
 @message
-class StatsRequest(Message):
-    TYPE_NAME = "containerd.task.v2.StatsRequest"
-    FIELDS = (_id(),)
-    id: str = ""
-
-
-@message
-class StatsResponse(Message):
-    TYPE_NAME = "containerd.task.v2.StatsResponse"
-    FIELDS = (_msg(1, "stats", Any),)
-    stats: Any | None = None
-
-
-@message
 class ConnectRequest(Message):
     TYPE_NAME = "containerd.task.v2.ConnectRequest"
     FIELDS = (_id(),)
@@ -432,43 +341,28 @@ class ShutdownRequest(Message):
     now: bool = False
 
 
-@message
-class PauseRequest(Message):
-    TYPE_NAME = "containerd.task.v2.PauseRequest"
-    FIELDS = (_id(),)
-    id: str = ""
-
-
-@message
-class ResumeRequest(Message):
-    TYPE_NAME = "containerd.task.v2.ResumeRequest"
-    FIELDS = (_id(),)
-    id: str = ""
-
-
-# method name -> (request class, response class), spec section 4.2
+# method name -> (request class, response class), spec section 4.2: the calls a container
+# sees in every life (ctr run, CRI); the others are ``messages_more.TASK_METHODS``
 TASK_METHODS: dict[str, tuple[type[Message], type[Message]]] = {
     "State": (StateRequest, StateResponse),
     "Create": (CreateTaskRequest, CreateTaskResponse),
     "Start": (StartRequest, StartResponse),
     "Delete": (DeleteRequest, DeleteResponse),
-    "Pids": (PidsRequest, PidsResponse),
-    "Pause": (PauseRequest, Empty),
-    "Resume": (ResumeRequest, Empty),
-    "Checkpoint": (CheckpointTaskRequest, Empty),
     "Kill": (KillRequest, Empty),
-    "Exec": (ExecProcessRequest, Empty),
-    "ResizePty": (ResizePtyRequest, Empty),
-    "CloseIO": (CloseIORequest, Empty),
-    "Update": (UpdateTaskRequest, Empty),
     "Wait": (WaitRequest, WaitResponse),
-    "Stats": (StatsRequest, StatsResponse),
     "Connect": (ConnectRequest, ConnectResponse),
     "Shutdown": (ShutdownRequest, Empty),
 }
 
 
 # --------------------------------------------------------------- containerd.events
+
+
+class Event(Message):
+    """A containerd event, published under its ``TOPIC`` (spec section 5.2)."""
+
+    __slots__ = ()
+    TOPIC: ClassVar[str] = ""
 
 
 @message
@@ -487,8 +381,9 @@ class TaskIO(Message):
 
 
 @message
-class TaskCreate(Message):
+class TaskCreate(Event):
     TYPE_NAME = "containerd.events.TaskCreate"
+    TOPIC = "/tasks/create"
     FIELDS = (
         _cid(),
         Field(2, "bundle", STRING),
@@ -506,16 +401,18 @@ class TaskCreate(Message):
 
 
 @message
-class TaskStart(Message):
+class TaskStart(Event):
     TYPE_NAME = "containerd.events.TaskStart"
+    TOPIC = "/tasks/start"
     FIELDS = (_cid(), Field(2, "pid", UINT32))
     container_id: str = ""
     pid: int = 0
 
 
 @message
-class TaskDelete(Message):
+class TaskDelete(Event):
     TYPE_NAME = "containerd.events.TaskDelete"
+    TOPIC = "/tasks/delete"
     FIELDS = (
         _cid(),
         Field(2, "pid", UINT32),
@@ -531,8 +428,9 @@ class TaskDelete(Message):
 
 
 @message
-class TaskExit(Message):
+class TaskExit(Event):
     TYPE_NAME = "containerd.events.TaskExit"
+    TOPIC = "/tasks/exit"
     FIELDS = (
         _cid(),
         _id(2),
@@ -545,67 +443,6 @@ class TaskExit(Message):
     pid: int = 0
     exit_status: int = 0
     exited_at: Timestamp | None = None
-
-
-@message
-class TaskOOM(Message):
-    TYPE_NAME = "containerd.events.TaskOOM"
-    FIELDS = (_cid(),)
-    container_id: str = ""
-
-
-@message
-class TaskExecAdded(Message):
-    TYPE_NAME = "containerd.events.TaskExecAdded"
-    FIELDS = (_cid(), _exec_id())
-    container_id: str = ""
-    exec_id: str = ""
-
-
-@message
-class TaskExecStarted(Message):
-    TYPE_NAME = "containerd.events.TaskExecStarted"
-    FIELDS = (_cid(), _exec_id(), Field(3, "pid", UINT32))
-    container_id: str = ""
-    exec_id: str = ""
-    pid: int = 0
-
-
-@message
-class TaskPaused(Message):
-    TYPE_NAME = "containerd.events.TaskPaused"
-    FIELDS = (_cid(),)
-    container_id: str = ""
-
-
-@message
-class TaskResumed(Message):
-    TYPE_NAME = "containerd.events.TaskResumed"
-    FIELDS = (_cid(),)
-    container_id: str = ""
-
-
-@message
-class TaskCheckpointed(Message):
-    TYPE_NAME = "containerd.events.TaskCheckpointed"
-    FIELDS = (_cid(), Field(2, "checkpoint", STRING))
-    container_id: str = ""
-    checkpoint: str = ""
-
-
-# event class -> topic, spec section 5.2
-TOPICS: dict[type[Message], str] = {
-    TaskCreate: "/tasks/create",
-    TaskStart: "/tasks/start",
-    TaskExit: "/tasks/exit",
-    TaskDelete: "/tasks/delete",
-    TaskExecAdded: "/tasks/exec-added",
-    TaskExecStarted: "/tasks/exec-started",
-    TaskPaused: "/tasks/paused",
-    TaskResumed: "/tasks/resumed",
-    TaskOOM: "/tasks/oom",
-    TaskCheckpointed: "/tasks/checkpointed",
-}
 
 
 @message
@@ -662,82 +499,7 @@ class Options(Message):
     criu_work_path: str = ""
 
 
-@message
-class CheckpointOptions(Message):
-    TYPE_NAME = "containerd.runc.v1.CheckpointOptions"
-    FIELDS = (
-        Field(1, "exit", BOOL),
-        Field(2, "open_tcp", BOOL),
-        Field(3, "external_unix_sockets", BOOL),
-        Field(4, "terminal", BOOL),
-        Field(5, "file_locks", BOOL),
-        Field(6, "empty_namespaces", STRING, repeated=True),
-        Field(7, "cgroups_mode", STRING),
-        Field(8, "image_path", STRING),
-        Field(9, "work_path", STRING),
-    )
-    exit: bool = False
-    open_tcp: bool = False
-    external_unix_sockets: bool = False
-    terminal: bool = False
-    file_locks: bool = False
-    empty_namespaces: list[str] = field(factory=list)
-    cgroups_mode: str = ""
-    image_path: str = ""
-    work_path: str = ""
-
-
-@message
-class ProcessDetails(Message):
-    TYPE_NAME = "containerd.runc.v1.ProcessDetails"
-    FIELDS = (_exec_id(1),)
-    exec_id: str = ""
-
-
-@message
-class CreateOptions(Message):
-    TYPE_NAME = "containerd.linux.runc.CreateOptions"
-    FIELDS = (
-        Field(1, "no_pivot_root", BOOL),
-        Field(2, "open_tcp", BOOL),
-        Field(3, "external_unix_sockets", BOOL),
-        Field(4, "terminal", BOOL),
-        Field(5, "file_locks", BOOL),
-        Field(6, "empty_namespaces", STRING, repeated=True),
-        Field(7, "cgroups_mode", STRING),
-        Field(8, "no_new_keyring", BOOL),
-        Field(9, "shim_cgroup", STRING),
-        Field(10, "io_uid", UINT32),
-        Field(11, "io_gid", UINT32),
-        Field(12, "criu_work_path", STRING),
-        Field(13, "criu_image_path", STRING),
-    )
-    no_pivot_root: bool = False
-    open_tcp: bool = False
-    external_unix_sockets: bool = False
-    terminal: bool = False
-    file_locks: bool = False
-    empty_namespaces: list[str] = field(factory=list)
-    cgroups_mode: str = ""
-    no_new_keyring: bool = False
-    shim_cgroup: str = ""
-    io_uid: int = 0
-    io_gid: int = 0
-    criu_work_path: str = ""
-    criu_image_path: str = ""
-
-
-@message
-class RuntimeOptions(Message):
-    """What ``ctr --runtime-config-path`` sends for non-runc runtimes."""
-
-    TYPE_NAME = "runtimeoptions.v1.Options"
-    FIELDS = (Field(1, "type_url", STRING), Field(2, "config_path", STRING))
-    type_url: str = ""
-    config_path: str = ""
-
-
-# every message class here, and the full name -> class table for Any
+# every message class here (``messages_more.ALL``: the whole schema)
 ALL: tuple[type[Message], ...] = tuple(
     dict.fromkeys(
         (
@@ -749,24 +511,15 @@ ALL: tuple[type[Message], ...] = tuple(
             Request,
             Response,
             Mount,
-            ProcessInfo,
             *(c for pair in TASK_METHODS.values() for c in pair),
-            ExecProcessResponse,
             TaskIO,
-            *TOPICS,
+            TaskCreate,
+            TaskStart,
+            TaskExit,
+            TaskDelete,
             Envelope,
             ForwardRequest,
             Options,
-            CheckpointOptions,
-            ProcessDetails,
-            CreateOptions,
-            RuntimeOptions,
         )
     )
 )
-REGISTRY: dict[str, type[Message]] = {cls.TYPE_NAME: cls for cls in ALL}
-
-
-def unpack(value: Any) -> Message:
-    """Decode an Any by its type URL; ``pb.DecodeError`` for a type we do not know."""
-    return unpack_any(value, REGISTRY)

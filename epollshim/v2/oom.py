@@ -14,7 +14,6 @@ import os
 
 from epollshim.shell import libc
 from epollshim.v2.container import Container
-from epollshim.v2.messages import TaskOOM
 
 V1_ROOT = "/sys/fs/cgroup/memory"
 V2_ROOT = "/sys/fs/cgroup"
@@ -73,10 +72,16 @@ def _watch_v1(c: Container, path: str) -> None:
         if not os.path.isdir(path):  # the cgroup was removed
             stop()
             return
-        c.ctx.publisher.publish(TaskOOM(container_id=c.id))
+        _publish(c)
 
     loop.add_reader(efd, readable)
     c.on_release.append(stop)
+
+
+def _publish(c: Container) -> None:
+    from epollshim.v2.messages_more import TaskOOM  # most containers never see one
+
+    c.ctx.publisher.publish(TaskOOM(container_id=c.id))
 
 
 def _oom_kills(events: str) -> int:
@@ -113,7 +118,7 @@ def _watch_v2(c: Container, path: str) -> None:
             count = _oom_kills(events)
             if count > seen[0]:
                 seen[0] = count
-                c.ctx.publisher.publish(TaskOOM(container_id=c.id))
+                _publish(c)
 
     loop.add_reader(fd, readable)
     c.on_release.append(stop)

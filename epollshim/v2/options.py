@@ -15,10 +15,13 @@ Rules:
 import os
 
 from epollshim import minijson
-from epollshim.v2.messages import CreateOptions, Options, RuntimeOptions
+from epollshim.v2.messages import Options
 from epollshim.v2.pb import Any, DecodeError
 
 DEFAULT_ROOT = "/run/containerd/runc"
+# the older options' full names (their classes are in messages_more, imported when sent)
+CREATE_OPTIONS = "containerd.linux.runc.CreateOptions"
+RUNTIME_OPTIONS = "runtimeoptions.v1.Options"
 
 
 class OptionsError(ValueError):
@@ -89,12 +92,14 @@ def decode(value: Any | None, default_binary: str = "runc") -> RuncOptions:
             opts.root = o.root or DEFAULT_ROOT
             opts.criu_path = o.criu_path
             opts.systemd_cgroup = o.systemd_cgroup
-        elif name == CreateOptions.TYPE_NAME:
+        elif name == CREATE_OPTIONS:
+            from epollshim.v2.messages_more import CreateOptions
+
             o2 = value.unpack(CreateOptions)
             opts.no_pivot_root, opts.no_new_keyring = o2.no_pivot_root, o2.no_new_keyring
             opts.shim_cgroup, opts.io_uid, opts.io_gid = o2.shim_cgroup, o2.io_uid, o2.io_gid
             return opts
-        elif name == RuntimeOptions.TYPE_NAME:
+        elif name == RUNTIME_OPTIONS:
             return opts
         else:
             raise OptionsError(f"unsupported runtime options type {value.type_url!r}")

@@ -9,6 +9,8 @@ Rules:
 - Lifecycle methods (Create, Start, Delete, Exec) live in ``lifecycle``; the rest here.
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Callable
 
@@ -20,32 +22,31 @@ from epollshim.v2.messages import (
     TASK_METHODS,
     TASK_SERVICE,
     TASK_STATUS_NAMES,
-    CloseIORequest,
     Code,
     ConnectRequest,
     ConnectResponse,
     KillRequest,
-    PauseRequest,
-    PidsRequest,
-    PidsResponse,
-    ProcessDetails,
-    ProcessInfo,
-    ResizePtyRequest,
-    ResumeRequest,
     ShutdownRequest,
     StateRequest,
     StateResponse,
-    StatsRequest,
-    StatsResponse,
-    TaskPaused,
-    TaskResumed,
     TaskStatus,
-    UpdateTaskRequest,
     WaitRequest,
     timestamp,
 )
-from epollshim.v2.pb import pack_any
+from epollshim.v2.pb import Message, pack_any
 from epollshim.v2.server import Call
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from epollshim.v2.messages_more import (
+        CloseIORequest,
+        PauseRequest,
+        PidsRequest,
+        ResizePtyRequest,
+        ResumeRequest,
+        StatsRequest,
+        UpdateTaskRequest,
+    )
 
 # ttrpc method -> (handled by lifecycle?, handler name)
 METHODS: dict[str, tuple[bool, str]] = {
@@ -89,7 +90,7 @@ class TaskService:
             call.fail(e.code, e.message)
             return
         try:
-            argument = ttrpc.decode_payload(request, TASK_METHODS[request.method][0])
+            argument = ttrpc.decode_payload(request, request_class(request.method))
             self.ctx.log.debug(f"{request.method} {argument!r}")
             getattr(self.life if route[0] else self, route[1])(call, argument)
         except ttrpc.RequestError as e:
@@ -139,6 +140,8 @@ class TaskService:
         call.reply(ConnectResponse(shim_pid=os.getpid(), task_pid=pid))
 
     def pids(self, call: Call, req: PidsRequest) -> None:
+        from epollshim.v2.messages_more import PidsResponse, ProcessDetails, ProcessInfo
+
         c = self.container(req.id)
         execs = {p.pid: p.exec_id for p in c.execs.values() if p.pid}
 
@@ -166,6 +169,7 @@ class TaskService:
         if not p.pid or p.exited:
             raise ServiceError(Code.NOT_FOUND, "container not running: not found")
         from epollshim.v2 import stats  # only shims asked for metrics pay for its schema
+        from epollshim.v2.messages_more import StatsResponse
 
         try:
             metrics = stats.collect(p.pid)
@@ -189,6 +193,8 @@ class TaskService:
             call.fail(Code.NOT_FOUND, "process already finished: not found")
 
     def pause(self, call: Call, req: PauseRequest) -> None:
+        from epollshim.v2.messages_more import TaskPaused
+
         c = self.container(req.id)
         p = c.proc("")
         if p.status() != TaskStatus.RUNNING:
@@ -207,6 +213,8 @@ class TaskService:
         c.runc(["pause", c.id], done)
 
     def resume(self, call: Call, req: ResumeRequest) -> None:
+        from epollshim.v2.messages_more import TaskResumed
+
         c = self.container(req.id)
         p = c.proc("")
         if p.status() != TaskStatus.PAUSED:
@@ -258,6 +266,17 @@ class TaskService:
         for c in list(self.containers.values()):
             for p in [*c.execs.values(), *([c.init] if c.init else [])]:
                 p.abandon()
+
+
+def request_class(method: str) -> type[Message]:
+    """The request message of a Task method: a method most containers never see imports
+    the rest of the schema at its first call (``messages_more``)."""
+    found = TASK_METHODS.get(method)
+    if found is None:
+        from epollshim.v2 import messages_more
+
+        found = messages_more.TASK_METHODS[method]
+    return found[0]
 
 
 def _word(p: Proc) -> str:

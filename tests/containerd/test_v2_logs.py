@@ -43,12 +43,12 @@ from epollshim.tools.containerd import PrivateContainerd
 from epollshim.v2.messages import (
     Code,
     DeleteRequest,
-    ExecProcessRequest,
     StartRequest,
     StartResponse,
     WaitRequest,
     WaitResponse,
 )
+from epollshim.v2.messages_more import ExecProcessRequest
 from epollshim.v2.pb import Any
 
 pytestmark = pytest.mark.containerd

@@ -31,7 +31,8 @@ from v2support import (
 )
 
 from epollshim.tools.containerd import PrivateContainerd
-from epollshim.v2.messages import Code, UpdateTaskRequest
+from epollshim.v2.messages import Code
+from epollshim.v2.messages_more import UpdateTaskRequest
 from epollshim.v2.pb import Any
 
 pytestmark = pytest.mark.containerd

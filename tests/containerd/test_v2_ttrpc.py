@@ -32,10 +32,8 @@ from epollshim.tools.containerd import PrivateContainerd
 from epollshim.v2 import ttrpc
 from epollshim.v2.messages import (
     TASK_SERVICE,
-    CloseIORequest,
     Code,
     DeleteRequest,
-    ExecProcessRequest,
     KillRequest,
     Request,
     Response,
@@ -47,6 +45,7 @@ from epollshim.v2.messages import (
     WaitRequest,
     WaitResponse,
 )
+from epollshim.v2.messages_more import CloseIORequest, ExecProcessRequest
 from epollshim.v2.pb import Any
 
 pytestmark = pytest.mark.containerd

@@ -67,8 +67,10 @@ def test_the_check_can_fail() -> None:
 # What only some containers need, imported by the v2 daemon when one does (about 90 KiB
 # less private memory in every other shim): a terminal's console code, termios and struct,
 # the relay pumps (terminal, file:// and binary:// logs), the JSON encoder's C half (first
-# log line in JSON), heapq's Python half (never: the loop uses _heapq).
+# log line in JSON), heapq's Python half (never: the loop uses _heapq), the message classes
+# of calls and events a container may never see (Exec, Pids, Stats, OOM, ...).
 ON_DEMAND = {
+    "epollshim.v2.messages_more",
     "termios",
     "struct",
     "_struct",

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from epollshim.v2 import messages as m
+from epollshim.v2 import messages_more as more
 from epollshim.v2 import pb
 from epollshim.v2.pb import DecodeError, EncodeError, Field, Message, SchemaError, field, message
 
@@ -242,7 +243,7 @@ def test_bad_fields(
 
 
 def test_every_schema_class_checks_and_is_slotted() -> None:
-    for cls in m.ALL:
+    for cls in more.ALL:
         assert pb.schema(cls) is cls.FIELDS
         assert cls.__slots__ == tuple(f.name for f in cls.FIELDS)
         with pytest.raises(AttributeError):
@@ -316,16 +317,16 @@ def test_timestamp_from_ns_is_normalised(ns: int) -> None:
 
 
 def test_any_pack_and_unpack() -> None:
-    packed = pb.pack_any(m.TaskOOM("c1"))
+    packed = pb.pack_any(more.TaskOOM("c1"))
     assert packed.type_url == "containerd.events.TaskOOM"
-    assert m.unpack(packed) == m.TaskOOM("c1")
-    prefixed = pb.pack_any(m.TaskOOM("c1"), prefix="types.googleapis.com/")
+    assert more.unpack(packed) == more.TaskOOM("c1")
+    prefixed = pb.pack_any(more.TaskOOM("c1"), prefix="types.googleapis.com/")
     assert prefixed.type_name == "containerd.events.TaskOOM"
-    assert prefixed.unpack(m.TaskOOM) == m.TaskOOM("c1")
+    assert prefixed.unpack(more.TaskOOM) == more.TaskOOM("c1")
     with pytest.raises(DecodeError, match=r"not containerd\.runc\.v1\.Options"):
         packed.unpack(m.Options)
     with pytest.raises(DecodeError, match=r"unknown type 'x\.Y'"):
-        m.unpack(pb.Any("x.Y", b""))
+        more.unpack(pb.Any("x.Y", b""))
     assert pb.Empty().encode() == b""
 
 

@@ -24,13 +24,12 @@ from epollshim.v2.messages import (
     Code,
     ConnectRequest,
     ConnectResponse,
-    CreateOptions,
     Options,
     Request,
     Response,
-    RuntimeOptions,
     StateRequest,
 )
+from epollshim.v2.messages_more import CreateOptions, RuntimeOptions
 from epollshim.v2.pb import Any, pack_any
 from epollshim.v2.server import Server
 from epollshim.v2.service import TaskService

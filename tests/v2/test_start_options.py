@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import epollshim.lean
-from epollshim.v2.messages import CreateOptions
+from epollshim.v2.messages_more import CreateOptions
 from epollshim.v2.pb import pack_any
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make cgroups")

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from epollshim.v2 import messages as m
+from epollshim.v2 import messages_more as more
 from epollshim.v2 import pb, ttrpc
 from epollshim.v2.ttrpc import Frame, FrameDecoder, ProtocolError, RequestError
 
@@ -201,7 +202,9 @@ def test_appendix_a5_error_reply() -> None:
 
 
 def test_too_big_reply_becomes_resource_exhausted() -> None:
-    big = m.PidsResponse([m.ProcessInfo(pid=n, info=pb.Any("t", bytes(1000))) for n in range(5000)])
+    big = more.PidsResponse(
+        [more.ProcessInfo(pid=n, info=pb.Any("t", bytes(1000))) for n in range(5000)]
+    )
     (frame,) = FrameDecoder().feed(ttrpc.response_frame(11, big))
     status = m.Response.decode(frame.payload).status
     assert status is not None
@@ -213,7 +216,7 @@ def test_too_big_reply_becomes_resource_exhausted() -> None:
 
 
 def forward(topic: str) -> m.ForwardRequest:
-    event = pb.pack_any(m.TaskOOM("c1"))
+    event = pb.pack_any(more.TaskOOM("c1"))
     return m.ForwardRequest(m.Envelope(pb.Timestamp(1, 0), "default", topic, event))
 
 
