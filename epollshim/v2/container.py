@@ -27,7 +27,14 @@ from epollshim.shell.loop import Loop, Timer
 from epollshim.shell.process import SpawnError
 from epollshim.shell.runtime import Runtime, within
 from epollshim.v2.events import Publisher
-from epollshim.v2.messages import Code, TaskExit, TaskStatus, WaitResponse, timestamp
+from epollshim.v2.messages import (
+    TASK_STATUS_NAMES,
+    Code,
+    TaskExit,
+    TaskStatus,
+    WaitResponse,
+    timestamp,
+)
 from epollshim.v2.options import RuncOptions
 from epollshim.v2.server import Call
 from epollshim.v2.stdio import BINARY, FIFO, Output, ProcIO
@@ -135,6 +142,10 @@ class Proc:
         if self.started and self.machine and self.machine.state is not State.STARTING:
             return TaskStatus.RUNNING
         return TaskStatus.CREATED
+
+    def status_name(self) -> str:
+        """The status as error messages word it ("running", "stopped", ...)."""
+        return TASK_STATUS_NAMES[self.status()].lower()
 
     # -- the machine -------------------------------------------------------------------
     def new_io(self) -> ProcIO:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 
 from epollshim import minijson
 from epollshim.core import events as ev
@@ -29,7 +28,6 @@ from epollshim.shell.runtime import Runtime, read_pid_file
 from epollshim.v2 import mount, oom, options
 from epollshim.v2.container import Container, Proc, ServiceError
 from epollshim.v2.messages import (
-    TASK_STATUS_NAMES,
     Code,
     CreateTaskRequest,
     CreateTaskResponse,
@@ -182,7 +180,7 @@ class Lifecycle:
             self._start_exec(call, c, p)
             return
         if p.starting or p.started or p.status() != TaskStatus.CREATED or not p.pid:
-            raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
+            raise ServiceError(Code.UNKNOWN, f"cannot start a {p.status_name()} process")
         p.starting = True
 
         def started(code: int, message: str) -> None:
@@ -201,7 +199,7 @@ class Lifecycle:
 
     def _start_exec(self, call: Call, c: Container, p: Proc) -> None:
         if p.machine is not None or p.starting:
-            raise ServiceError(Code.UNKNOWN, f"cannot start a {_word(p)} process")
+            raise ServiceError(Code.UNKNOWN, f"cannot start a {p.status_name()} process")
         init = c.proc("")
         if init.exited or init.gone:
             raise ServiceError(Code.UNKNOWN, "cannot start an exec in a stopped container")
@@ -289,7 +287,7 @@ class Lifecycle:
             raise ServiceError(Code.ALREADY_EXISTS, f"id {req.exec_id}: already exists")
         init = c.proc("")
         if init.status() not in (TaskStatus.CREATED, TaskStatus.RUNNING) or init.gone:
-            raise ServiceError(Code.UNKNOWN, f"cannot exec in a {_word(init)} state")
+            raise ServiceError(Code.UNKNOWN, f"cannot exec in a {init.status_name()} state")
         p = Proc(c, req.exec_id, (req.stdin, req.stdout, req.stderr), req.terminal)
         p.output = _output(req.stdout)
         p.spec = req.spec.value if req.spec else b"{}"
@@ -306,7 +304,7 @@ class Lifecycle:
         status = p.status()
         never_started = p.machine is None or (not p.started and not p.starting and not p.gone)
         if status != TaskStatus.STOPPED and not never_started:
-            raise ServiceError(Code.UNKNOWN, f"cannot delete a {_word(p)} process")
+            raise ServiceError(Code.UNKNOWN, f"cannot delete a {p.status_name()} process")
         if req.exec_id:
             p.abandon()
             del c.execs[req.exec_id]
@@ -335,56 +333,6 @@ class Lifecycle:
         c.runc(["delete", c.id], deleted)
 
 
-def run_captured(
-    c: Container,
-    args: list[str],
-    done: Callable[[int, str, bytes], None],
-    stdin: bytes = b"",
-) -> None:
-    """Run runc with stdout captured (and ``stdin`` fed, at most one pipe buffer)."""
-    loop = c.ctx.loop
-    out_r, out_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-    os.set_blocking(out_w, True)
-    chunks: list[bytes] = []
-
-    def readable() -> None:
-        try:
-            data = os.read(out_r, 65536)
-        except BlockingIOError:
-            return
-        if data:
-            chunks.append(data)
-        else:
-            loop.remove_reader(out_r)
-
-    def finished(code: int, message: str) -> None:
-        loop.forget(out_r)
-        while True:
-            try:
-                data = os.read(out_r, 65536)
-            except BlockingIOError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        os.close(out_r)
-        done(code, message, b"".join(chunks))
-
-    try:
-        os.write(in_w, stdin)
-    finally:
-        os.close(in_w)
-    loop.add_reader(out_r, readable)
-    try:
-        c.runtime.run(args, finished, stdio=(in_r, out_w, out_w))
-    except SpawnError as e:
-        finished(1, str(e))
-    finally:
-        os.close(in_r)
-        os.close(out_w)
-
-
 def _output(stdout: str) -> Output:
     try:
         return output_of(stdout)
@@ -394,10 +342,6 @@ def _output(stdout: str) -> Output:
 
 def _delete_response(p: Proc) -> DeleteResponse:
     return DeleteResponse(pid=p.pid, exit_status=p.exit_code or 0, exited_at=timestamp(p.exited_at))
-
-
-def _word(p: Proc) -> str:
-    return TASK_STATUS_NAMES[p.status()].lower()
 
 
 def _private_pidns(bundle: str) -> bool:

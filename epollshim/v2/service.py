@@ -14,14 +14,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from epollshim import minijson
 from epollshim.core import events as ev
 from epollshim.v2 import lifecycle, ttrpc
 from epollshim.v2.container import Container, Context, Proc, ServiceError
 from epollshim.v2.messages import (
     TASK_METHODS,
     TASK_SERVICE,
-    TASK_STATUS_NAMES,
     Code,
     ConnectRequest,
     ConnectResponse,
@@ -29,43 +27,32 @@ from epollshim.v2.messages import (
     ShutdownRequest,
     StateRequest,
     StateResponse,
-    TaskStatus,
     WaitRequest,
     timestamp,
 )
-from epollshim.v2.pb import Message, pack_any
+from epollshim.v2.pb import Message
 from epollshim.v2.server import Call
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # pragma: no cover
-    from epollshim.v2.messages_more import (
-        CloseIORequest,
-        PauseRequest,
-        PidsRequest,
-        ResizePtyRequest,
-        ResumeRequest,
-        StatsRequest,
-        UpdateTaskRequest,
-    )
-
-# ttrpc method -> (handled by lifecycle?, handler name)
-METHODS: dict[str, tuple[bool, str]] = {
-    "State": (False, "state"),
-    "Create": (True, "create"),
-    "Start": (True, "start"),
-    "Delete": (True, "delete"),
-    "Exec": (True, "exec"),
-    "Pids": (False, "pids"),
-    "Pause": (False, "pause"),
-    "Resume": (False, "resume"),
-    "Kill": (False, "kill"),
-    "ResizePty": (False, "resize_pty"),
-    "CloseIO": (False, "close_io"),
-    "Update": (False, "update"),
-    "Wait": (False, "wait"),
-    "Stats": (False, "stats"),
-    "Connect": (False, "connect"),
-    "Shutdown": (False, "shutdown"),
+# ttrpc method -> (where its handler is, handler name): a TaskService method, a Lifecycle
+# method, or a function of ``service_more`` (imported at the first such call)
+SERVICE, LIFECYCLE, MORE = "service", "lifecycle", "more"
+METHODS: dict[str, tuple[str, str]] = {
+    "State": (SERVICE, "state"),
+    "Create": (LIFECYCLE, "create"),
+    "Start": (LIFECYCLE, "start"),
+    "Delete": (LIFECYCLE, "delete"),
+    "Exec": (LIFECYCLE, "exec"),
+    "Pids": (MORE, "pids"),
+    "Pause": (MORE, "pause"),
+    "Resume": (MORE, "resume"),
+    "Kill": (SERVICE, "kill"),
+    "ResizePty": (MORE, "resize_pty"),
+    "CloseIO": (MORE, "close_io"),
+    "Update": (MORE, "update"),
+    "Wait": (SERVICE, "wait"),
+    "Stats": (MORE, "stats"),
+    "Connect": (SERVICE, "connect"),
+    "Shutdown": (SERVICE, "shutdown"),
 }
 
 
@@ -92,7 +79,13 @@ class TaskService:
         try:
             argument = ttrpc.decode_payload(request, request_class(request.method))
             self.ctx.log.debug(f"{request.method} {argument!r}")
-            getattr(self.life if route[0] else self, route[1])(call, argument)
+            where, name = route
+            if where == MORE:
+                from epollshim.v2 import service_more
+
+                getattr(service_more, name)(self, call, argument)
+            else:
+                getattr(self.life if where == LIFECYCLE else self, name)(call, argument)
         except ttrpc.RequestError as e:
             call.fail(e.code, e.message)
         except ServiceError as e:
@@ -139,44 +132,6 @@ class TaskService:
         pid = c.init.pid if c and c.init else 0
         call.reply(ConnectResponse(shim_pid=os.getpid(), task_pid=pid))
 
-    def pids(self, call: Call, req: PidsRequest) -> None:
-        from epollshim.v2.messages_more import PidsResponse, ProcessDetails, ProcessInfo
-
-        c = self.container(req.id)
-        execs = {p.pid: p.exec_id for p in c.execs.values() if p.pid}
-
-        def done(code: int, message: str, output: bytes) -> None:
-            if code:
-                call.fail(Code.UNKNOWN, f"failed to list pids: {message}")
-                return
-            try:
-                pids = minijson.loads(output or b"[]")
-            except ValueError:
-                call.fail(Code.UNKNOWN, f"runc ps printed no JSON: {output[:200]!r}")
-                return
-            infos = []
-            for pid in pids if isinstance(pids, list) else []:
-                exec_id = execs.get(pid)
-                info = pack_any(ProcessDetails(exec_id=exec_id)) if exec_id else None
-                infos.append(ProcessInfo(pid=pid, info=info))
-            call.reply(PidsResponse(processes=infos))
-
-        lifecycle.run_captured(c, ["ps", "--format", "json", c.id], done)
-
-    def stats(self, call: Call, req: StatsRequest) -> None:
-        c = self.container(req.id)
-        p = c.proc("")
-        if not p.pid or p.exited:
-            raise ServiceError(Code.NOT_FOUND, "container not running: not found")
-        from epollshim.v2 import stats  # only shims asked for metrics pay for its schema
-        from epollshim.v2.messages_more import StatsResponse
-
-        try:
-            metrics = stats.collect(p.pid)
-        except OSError as e:
-            raise ServiceError(Code.UNKNOWN, f"cannot read the cgroup of {p.pid}: {e}") from e
-        call.reply(StatsResponse(stats=metrics))
-
     # -- control -------------------------------------------------------------------------
     def kill(self, call: Call, req: KillRequest) -> None:
         p = self.proc(req.id, req.exec_id)
@@ -191,71 +146,6 @@ class TaskService:
         if not call.done and p.kill_call is call:  # the machine did not signal
             p.kill_call = None
             call.fail(Code.NOT_FOUND, "process already finished: not found")
-
-    def pause(self, call: Call, req: PauseRequest) -> None:
-        from epollshim.v2.messages_more import TaskPaused
-
-        c = self.container(req.id)
-        p = c.proc("")
-        if p.status() != TaskStatus.RUNNING:
-            raise ServiceError(Code.UNKNOWN, f"cannot pause a {_word(p)} container")
-        c.pausing = True
-
-        def done(code: int, message: str) -> None:
-            c.pausing = False
-            if code:
-                call.fail(Code.UNKNOWN, f"OCI runtime pause failed: {message}")
-                return
-            c.paused = True
-            self.ctx.publisher.publish(TaskPaused(container_id=c.id))
-            call.reply()
-
-        c.runc(["pause", c.id], done)
-
-    def resume(self, call: Call, req: ResumeRequest) -> None:
-        from epollshim.v2.messages_more import TaskResumed
-
-        c = self.container(req.id)
-        p = c.proc("")
-        if p.status() != TaskStatus.PAUSED:
-            raise ServiceError(Code.UNKNOWN, f"cannot resume a {_word(p)} container")
-
-        def done(code: int, message: str) -> None:
-            if code:
-                call.fail(Code.UNKNOWN, f"OCI runtime resume failed: {message}")
-                return
-            c.paused = False
-            self.ctx.publisher.publish(TaskResumed(container_id=c.id))
-            call.reply()
-
-        c.runc(["resume", c.id], done)
-
-    def resize_pty(self, call: Call, req: ResizePtyRequest) -> None:
-        p = self.proc(req.id, req.exec_id)
-        if p.io is not None and not p.exited:
-            p.io.resize(req.width, req.height)
-        call.reply()
-
-    def close_io(self, call: Call, req: CloseIORequest) -> None:
-        p = self.proc(req.id, req.exec_id)
-        if req.stdin and p.io is not None:
-            p.io.close_stdin()
-        call.reply()
-
-    def update(self, call: Call, req: UpdateTaskRequest) -> None:
-        c = self.container(req.id)
-        p = c.proc("")
-        if p.exited or p.gone:
-            raise ServiceError(Code.UNKNOWN, "cannot update a stopped container")
-        resources = req.resources.value if req.resources else b"{}"
-
-        def done(code: int, message: str, output: bytes) -> None:
-            if code:
-                call.fail(Code.UNKNOWN, f"OCI runtime update failed: {message}")
-            else:
-                call.reply()
-
-        lifecycle.run_captured(c, ["update", "--resources", "-", c.id], done, stdin=resources)
 
     def shutdown(self, call: Call, req: ShutdownRequest) -> None:
         call.reply()
@@ -277,7 +167,3 @@ def request_class(method: str) -> type[Message]:
 
         found = messages_more.TASK_METHODS[method]
     return found[0]
-
-
-def _word(p: Proc) -> str:
-    return TASK_STATUS_NAMES[p.status()].lower()

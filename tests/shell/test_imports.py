@@ -68,9 +68,10 @@ def test_the_check_can_fail() -> None:
 # less private memory in every other shim): a terminal's console code, termios and struct,
 # the relay pumps (terminal, file:// and binary:// logs), the JSON encoder's C half (first
 # log line in JSON), heapq's Python half (never: the loop uses _heapq), the message classes
-# of calls and events a container may never see (Exec, Pids, Stats, OOM, ...).
+# and handlers of calls and events a container may never see (Exec, Pids, Stats, OOM, ...).
 ON_DEMAND = {
     "epollshim.v2.messages_more",
+    "epollshim.v2.service_more",
     "termios",
     "struct",
     "_struct",
