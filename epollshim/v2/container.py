@@ -306,6 +306,8 @@ class Proc:
         if self.exited:
             call.reply(self.wait_response())
         else:
+            # the Waits of connections that closed meanwhile go (their answers would)
+            self.waiters = [w for w in self.waiters if not w.conn.closed]
             self.waiters.append(call)
 
     def wait_response(self) -> WaitResponse:

@@ -27,8 +27,15 @@ Rules (spec section 3):
   starts to fail, one when it works again, which is when every waiting peer got in (the
   backlog is empty): at the limit, one success proves little. The connections we have are
   served meanwhile; the back-off timer exists only during such an episode.
+- Calls in flight are bounded: a connection may have ``MAX_OPEN_CALLS`` calls dispatched
+  and not yet answered (parked ``Wait``s, mostly), all connections ``TOTAL_OPEN_CALLS``;
+  past that a request is answered RESOURCE_EXHAUSTED at once, without dispatching it,
+  with one log line per connection each time it reaches the bound. Each parked call
+  holds memory until its answer, so a peer sending Waits without end would otherwise
+  grow the shim without end (runc-v2 parks a goroutine per call). containerd keeps one
+  parked Wait per process it waits for, far below the bound.
 - Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
-  of the old connection is simply forgotten).
+  of the old connection is simply forgotten), and its calls stop counting.
 - Peers must have our effective uid and gid (SO_PEERCRED), as ttrpc's
   ``UnixSocketRequireSameUser`` checks for runc-v2: root in another group is refused too,
   with one log line naming the peer's pid, uid and gid.
@@ -43,7 +50,7 @@ from epollshim.log import Log
 from epollshim.shell import sock as sockets
 from epollshim.shell.loop import Loop, Timer
 from epollshim.v2 import ttrpc
-from epollshim.v2.messages import Request
+from epollshim.v2.messages import Code, Request
 from epollshim.v2.pb import Message
 
 RECV_SIZE = 65536
@@ -55,6 +62,8 @@ MAX_BUFFERED = 16 << 20  # reachable only through answers to calls taken earlier
 BACKOFF_FIRST = 0.01  # seconds without polling the listener after a failed accept
 BACKOFF_MAX = 1.0
 PEERCRED_SIZE = 12  # struct ucred: int pid, uint uid, uint gid
+MAX_OPEN_CALLS = 1024  # calls of one connection dispatched, not answered yet
+TOTAL_OPEN_CALLS = 4096  # ... of all connections
 
 
 class Call:
@@ -72,11 +81,13 @@ class Call:
     def reply(self, result: Message | None = None) -> None:
         if not self.done:
             self.done = True
+            self.conn.answered()
             self.conn.send(ttrpc.response_frame(self.stream_id, result))
 
     def fail(self, code: int, message: str) -> None:
         if not self.done:
             self.done = True
+            self.conn.answered()
             self.conn.send(ttrpc.error_frame(self.stream_id, code, message))
 
 
@@ -95,6 +106,8 @@ class Connection:
         self.paused = False
         self.resuming: Timer | None = None
         self.closed = False
+        self.open_calls = 0  # dispatched, not answered yet
+        self.refusing = False  # at MAX_OPEN_CALLS or TOTAL_OPEN_CALLS (logged once)
         server.loop.add_reader(self.fd, self._readable)
 
     # -- reading -----------------------------------------------------------------------
@@ -135,7 +148,27 @@ class Connection:
         except ttrpc.RequestError as e:
             self.send(ttrpc.error_frame(frame.stream_id, e.code, e.message))
             return
+        if self.open_calls >= MAX_OPEN_CALLS or self.server.open_calls >= TOTAL_OPEN_CALLS:
+            self._refuse(frame.stream_id, request.method)
+            return
+        self.refusing = False
+        self.open_calls += 1
+        self.server.open_calls += 1
         self.server.dispatch(Call(self, frame.stream_id, request))
+
+    def _refuse(self, stream_id: int, method: str) -> None:
+        mine, total = self.open_calls, self.server.open_calls
+        why = f"{mine} calls of this connection ({total} of all) await their answers"
+        if not self.refusing:
+            self.refusing = True
+            self.server.log.warn(f"ttrpc connection {self.name}: {why}; refusing more")
+        self.send(ttrpc.error_frame(stream_id, Code.RESOURCE_EXHAUSTED, f"{method}: {why}"))
+
+    def answered(self) -> None:
+        """One of our calls got its answer (or a closed connection's, which no longer count)."""
+        if not self.closed:
+            self.open_calls -= 1
+            self.server.open_calls -= 1
 
     # -- back-pressure -----------------------------------------------------------------
     def _backlogged(self) -> bool:
@@ -211,6 +244,8 @@ class Connection:
         self.server.loop.forget(self.fd)
         self.sock.close()
         self.server.pending -= len(self.out)
+        self.server.open_calls -= self.open_calls
+        self.open_calls = 0
         self.out.clear()
         self.held.clear()
         self.server.connections.discard(self)
@@ -227,6 +262,7 @@ class Server:
         self.connections: set[Connection] = set()
         self.paused: set[Connection] = set()
         self.pending = 0  # unsent answer bytes, all connections together
+        self.open_calls = 0  # dispatched and not answered, open connections together
         self.count = 0
         self.failed_accepts = 0  # in the current episode
         self.backoff = BACKOFF_FIRST

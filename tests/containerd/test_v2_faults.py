@@ -7,6 +7,12 @@
 * Peers that never read: ten peers pipeline State requests and read no reply; the shim's
   memory must stay bounded (it stops reading from a peer it cannot write to), and containerd
   must still be served meanwhile.
+* Peers that send Waits without end: one connection pipelines thousands of Waits for a
+  running container, then peers connect, park a thousand each and leave; the shim's memory
+  must stay bounded (epollshim parks at most ``server.MAX_OPEN_CALLS`` calls a connection
+  and refuses the rest at once with RESOURCE_EXHAUSTED; runc-v2 parks a goroutine for
+  each, which is recorded, not required), containerd must still be served, and every
+  parked Wait must get the exit when the container ends.
 * Peer credentials: a peer with our uid but another gid is refused (ttrpc's same-user check,
   as in runc-v2), with a log line; a same-user peer still works.
 
@@ -48,9 +54,10 @@ from v2support import (
 )
 
 from epollshim.tools.containerd import PrivateContainerd
-from epollshim.v2 import ttrpc
+from epollshim.v2 import server, ttrpc
 from epollshim.v2.messages import (
     TASK_SERVICE,
+    Code,
     StateRequest,
     StateResponse,
     TaskStatus,
@@ -72,6 +79,9 @@ IDLE_TICKS = 1  # CPU ticks an idle shim may show over QUIET (accounting jitter)
 FLOOD_DEADLINE = 60.0
 MAX_RSS = 32 << 20
 NOBODY_GID = 65534
+MANY_WAITS = 5000
+WAITERS = 4  # peers that park Waits and leave
+MAX_WAIT_GROWTH = 8 << 20  # RssAnon: 1024 parked calls take well under 1 MiB here
 
 
 @pytest.fixture(autouse=True)
@@ -305,6 +315,62 @@ def test_memory_stays_bounded_with_peers_that_never_read(
     finally:
         for peer in peers:
             peer.sock.close()
+        remove(containerd, unique_id)
+
+
+# -- peers that send Waits without end ------------------------------------------------------
+
+
+def park_waits(conn: ShimConnection, cid: str, count: int) -> list[int]:
+    """Pipeline ``count`` Waits, then a State: once it is answered every Wait was taken in.
+    Returns the stream ids of the Waits not answered yet (parked)."""
+    ids = [conn.send("Wait", WaitRequest(id=cid)) for _ in range(count)]
+    conn.reply(conn.send("State", StateRequest(id=cid)))
+    parked = []
+    for i in ids:
+        reply = conn.replies.pop(i, None)
+        if reply is None:
+            parked.append(i)
+        else:  # refused at once, never dispatched
+            assert reply.code == Code.RESOURCE_EXHAUSTED, reply
+    return parked
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_peers_sending_waits_without_end_are_bounded_and_lose_no_exit(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
+    shim = shim_pid_of(init)
+    path = shim_socket(containerd, unique_id)
+    before = memory(shim)
+    flooder = ShimConnection(path)
+    try:
+        parked = park_waits(flooder, unique_id, MANY_WAITS)
+        # more peers park Waits and leave: what they left behind must not pile up
+        for _ in range(WAITERS):
+            with ShimConnection(path) as peer:
+                left = park_waits(peer, unique_id, server.MAX_OPEN_CALLS)
+                assert len(left) == server.MAX_OPEN_CALLS
+        assert state_of(containerd, unique_id).pid == init  # a new peer is served
+        now = memory(shim)
+        grown = now["RssAnon"] - before["RssAnon"]
+        print(
+            f"{runtime}: {len(parked)} of {MANY_WAITS} Waits parked on one connection, "
+            f"{WAITERS} x {server.MAX_OPEN_CALLS} left by closed ones; RssAnon grew "
+            f"{grown >> 10} KiB to {now['RssAnon'] >> 10} KiB"
+        )
+        if runtime == EPOLL:
+            assert len(parked) == server.MAX_OPEN_CALLS
+            assert grown < MAX_WAIT_GROWTH, f"grew {grown >> 20} MiB"
+        else:  # recorded: runc-v2 parks them all, a goroutine each
+            assert len(parked) == MANY_WAITS
+        # containerd is served throughout, and the exit reaches every parked Wait
+        drive_to_the_end(containerd, unique_id, init)
+        for i in parked:
+            assert flooder.reply(i).result(WaitResponse).exit_status == 137
+    finally:
+        flooder.close()
         remove(containerd, unique_id)
 
 

@@ -135,6 +135,80 @@ def read_answers(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -
     return ids
 
 
+# -- calls in flight ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def few_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_module, "MAX_OPEN_CALLS", 5, raising=False)
+    monkeypatch.setattr(server_module, "TOTAL_OPEN_CALLS", 8, raising=False)
+
+
+def refusals(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -> list[int]:
+    """Stream ids of the next ``count`` answers, each RESOURCE_EXHAUSTED."""
+    ids: list[int] = []
+    while len(ids) < count:
+        data = sock.recv(65536)
+        assert data, f"closed after {len(ids)} of {count} answers"
+        for frame in decoder.feed(data):
+            status = Response.decode(frame.payload).status
+            assert status is not None and status.code == Code.RESOURCE_EXHAUSTED, status
+            assert "calls of this connection" in status.message
+            ids.append(frame.stream_id)
+    return ids
+
+
+@pytest.mark.usefixtures("few_calls")
+def test_calls_in_flight_per_connection_are_bounded(harness: Harness) -> None:
+    peer, conn = harness.pair()
+    decoder = ttrpc.FrameDecoder()
+    peer.sendall(requests(1, 8, PARKED))
+    harness.pump()
+    # five parked; the three past the bound answered at once, and not dispatched
+    assert [c.stream_id for c in harness.parked] == [1, 3, 5, 7, 9]
+    assert refusals(peer, 3, decoder) == [11, 13, 15]
+    assert (conn.open_calls, harness.server.open_calls) == (5, 5)
+    assert len(harness.log_lines("#1", "refusing more")) == 1  # once for the episode
+    # two answered: two more may park, the next is refused, and logged as a new episode
+    for call in harness.parked[:2]:
+        call.fail(Code.NOT_FOUND, "done")
+    assert (conn.open_calls, harness.server.open_calls) == (3, 3)
+    read_answers(peer, 2, decoder)
+    peer.sendall(requests(17, 3, PARKED))
+    harness.pump()
+    assert [c.stream_id for c in harness.parked[5:]] == [17, 19]
+    assert refusals(peer, 1, decoder) == [21]
+    assert len(harness.log_lines("#1", "refusing more")) == 2
+    # answering twice counts once
+    harness.parked[0].fail(Code.NOT_FOUND, "again")
+    assert conn.open_calls == 5
+
+
+@pytest.mark.usefixtures("few_calls")
+def test_calls_in_flight_of_all_connections_are_bounded_and_freed_by_a_close(
+    harness: Harness,
+) -> None:
+    first, one = harness.pair()
+    second, two = harness.pair()
+    first.sendall(requests(1, 5, PARKED))
+    harness.pump()
+    second.sendall(requests(1, 5, PARKED))
+    harness.pump()
+    # the total (8) leaves the second connection three
+    assert (one.open_calls, two.open_calls, harness.server.open_calls) == (5, 3, 8)
+    assert refusals(second, 2, ttrpc.FrameDecoder()) == [7, 9]
+    # the first leaves: its calls no longer count, and answering them later changes nothing
+    first.close()
+    harness.pump()
+    assert harness.server.open_calls == 3
+    for call in harness.parked[:5]:
+        call.fail(Code.NOT_FOUND, "gone")
+    assert (harness.server.open_calls, two.open_calls) == (3, 3)
+    second.sendall(requests(11, 2, PARKED))
+    harness.pump()
+    assert two.open_calls == 5 and len(harness.parked) == 10
+
+
 # -- back-pressure ----------------------------------------------------------------------
 
 
