@@ -122,15 +122,18 @@ def requests(first_id: int, count: int, method: str = "State") -> bytes:
     )
 
 
-def read_answers(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -> list[int]:
-    """Stream ids of the next ``count`` answers on ``sock`` (blocking, with its timeout)."""
+def read_answers(
+    sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder, code: int = Code.NOT_FOUND
+) -> list[int]:
+    """Stream ids of the next ``count`` answers on ``sock``, each failing with ``code``
+    (blocking, with the socket's timeout)."""
     ids: list[int] = []
     while len(ids) < count:
         data = sock.recv(65536)
         assert data, f"closed after {len(ids)} of {count} answers"
         for frame in decoder.feed(data):
             status = Response.decode(frame.payload).status
-            assert status is not None and status.code == Code.NOT_FOUND
+            assert status is not None and status.code == code, status
             ids.append(frame.stream_id)
     return ids
 
@@ -146,16 +149,7 @@ def few_calls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def refusals(sock: socket.socket, count: int, decoder: ttrpc.FrameDecoder) -> list[int]:
     """Stream ids of the next ``count`` answers, each RESOURCE_EXHAUSTED."""
-    ids: list[int] = []
-    while len(ids) < count:
-        data = sock.recv(65536)
-        assert data, f"closed after {len(ids)} of {count} answers"
-        for frame in decoder.feed(data):
-            status = Response.decode(frame.payload).status
-            assert status is not None and status.code == Code.RESOURCE_EXHAUSTED, status
-            assert "calls of this connection" in status.message
-            ids.append(frame.stream_id)
-    return ids
+    return read_answers(sock, count, decoder, Code.RESOURCE_EXHAUSTED)
 
 
 @pytest.mark.usefixtures("few_calls")
