@@ -31,6 +31,7 @@ import tempfile
 import time
 
 from bench.common import EPOLL_V2, RUNC_V2, log, median, new_id
+from bench.report import source_version
 from bench.subjects import Context, CtrSubject
 
 EVENTS = "sched:sched_process_exec,sched:sched_process_exit"
@@ -193,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             load = os.getloadavg()[0]
             f.write(
                 f"# `ctr run --rm IMAGE ID true`, phase by phase\n\n"
-                f"- {when}, {args.runs} runs per shim, alternating; 1-min load {load:.1f} "
+                f"- {when}, commit {source_version()}, {args.runs} runs per shim, alternating; "
+                f"1-min load {load:.1f} "
                 f"at the end\n- each cell: median ms <sub>middle half of the runs</sub>; "
                 f"difference: epollshim-v2 minus runc-v2\n\n{text}\n"
             )
