@@ -13,31 +13,16 @@ Requires root, podman, runc, conmon and /bin/busybox (``make deps``), and our la
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from podmansupport import DEBIAN_CONMON, PrivatePodman, our_monitor
+from podmansupport import MONITORS, PrivatePodman, require_podman
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/podman/" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.podman)
-
-
-def require_podman() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("podman tests need root")
-    missing = [b for b in ("podman", "runc") if shutil.which(b) is None]
-    if not os.access(DEBIAN_CONMON, os.X_OK):
-        missing.append(DEBIAN_CONMON)
-    if not os.access("/bin/busybox", os.X_OK):
-        missing.append("/bin/busybox (busybox-static)")
-    if missing:
-        pytest.skip(f"missing {', '.join(missing)} (run `make deps`)")
-    if not os.access(our_monitor(), os.X_OK):
-        pytest.skip(f"missing {our_monitor()} (run `make dev`)")
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +34,6 @@ def store() -> Iterator[PrivatePodman]:
         yield pm
     finally:
         pm.close()
-
-
-MONITORS = {"epollshim": our_monitor, "conmon": lambda: DEBIAN_CONMON}
 
 
 @pytest.fixture(params=sorted(MONITORS))

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import pytest
 
 from epollshim.tools import podman as private
 from epollshim.tools.podman import DEBIAN_CONMON, IMAGE, RUN_OPTS, alive, our_monitor
@@ -167,3 +170,21 @@ class Terminal:
         if self.proc.isalive():
             os.kill(self.proc.pid, 9)
         self.proc.close(force=True)
+
+
+# the monitors a test runs side by side: name -> path (ours needs `make dev`)
+MONITORS = {"epollshim": our_monitor, "conmon": lambda: DEBIAN_CONMON}
+
+
+def require_podman() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("podman tests need root")
+    missing = [b for b in ("podman", "runc") if shutil.which(b) is None]
+    if not os.access(DEBIAN_CONMON, os.X_OK):
+        missing.append(DEBIAN_CONMON)
+    if not os.access("/bin/busybox", os.X_OK):
+        missing.append("/bin/busybox (busybox-static)")
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)} (run `make deps`)")
+    if not os.access(our_monitor(), os.X_OK):
+        pytest.skip(f"missing {our_monitor()} (run `make dev`)")

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MONITORS, require_podman
-from podmansupport import DEADLINE
+from podmansupport import DEADLINE, MONITORS, require_podman
 
 from epollshim.bundle import write_bundle
 
