@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from epollshim.tools import cri_api as c
+from epollshim.tools import pbstrategies
 from epollshim.v2 import pb
 from epollshim.v2.pb import Message
 
@@ -223,42 +224,6 @@ def to_pb(obj: Message) -> TAny:
     return out
 
 
-RANGES = {
-    pb.INT32: (-(2**31), 2**31 - 1),
-    pb.ENUM: (-(2**31), 2**31 - 1),  # proto3 enums are open: any int32 goes through
-    pb.INT64: (-(2**63), 2**63 - 1),
-    pb.UINT32: (0, 2**32 - 1),
-    pb.UINT64: (0, 2**64 - 1),
-}
-
-
-def scalar(kind: str) -> st.SearchStrategy[TAny]:
-    if kind == pb.STRING:
-        return st.text(max_size=8)
-    if kind == pb.BYTES:
-        return st.binary(max_size=8)
-    if kind == pb.BOOL:
-        return st.booleans()
-    lo, hi = RANGES[kind]
-    return st.one_of(st.sampled_from((0, 1, lo, hi)), st.integers(lo, hi))
-
-
-def messages(cls: type[Message], depth: int = 0) -> st.SearchStrategy[Message]:
-    parts: dict[str, st.SearchStrategy[TAny]] = {}
-    for f in cls.FIELDS:
-        if f.key is not None:
-            parts[f.name] = st.dictionaries(scalar(f.key), scalar(f.kind), max_size=1)
-            continue
-        one = messages(f.msg, depth + 1) if f.msg else scalar(f.kind)
-        if f.repeated:
-            parts[f.name] = st.lists(one, max_size=2)
-        elif f.msg:
-            parts[f.name] = st.none() | one
-        else:
-            parts[f.name] = one
-    return st.builds(cls, **parts)
-
-
 ORACLE = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IDS = [short(cls) for cls in c.ALL]
 
@@ -300,7 +265,7 @@ def test_enum_constants_match_the_definition() -> None:
 @given(data=st.data())
 @ORACLE
 def test_round_trips_through_protobuf(cls: type[Message], data: st.DataObject) -> None:
-    obj = data.draw(messages(cls))
+    obj = data.draw(pbstrategies.message(cls, size=2))
     assert PB[short(cls)].FromString(obj.encode()) == to_pb(obj)  # protobuf reads ours
     assert cls.decode(to_pb(obj).SerializeToString()) == obj  # we read protobuf's
 

@@ -14,6 +14,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from epollshim.tools import pbstrategies
 from epollshim.v2 import messages as m
 from epollshim.v2 import messages_more as more
 from epollshim.v2 import pb
@@ -303,48 +304,7 @@ def has_big_map(obj: Message) -> bool:
     return False
 
 
-# ------------------------------------------------------------------ strategies
-
-RANGES = {
-    pb.INT32: (-(2**31), 2**31 - 1),
-    pb.ENUM: (-(2**31), 2**31 - 1),
-    pb.SINT32: (-(2**31), 2**31 - 1),
-    pb.SFIXED32: (-(2**31), 2**31 - 1),
-    pb.INT64: (-(2**63), 2**63 - 1),
-    pb.SINT64: (-(2**63), 2**63 - 1),
-    pb.SFIXED64: (-(2**63), 2**63 - 1),
-    pb.UINT32: (0, 2**32 - 1),
-    pb.FIXED32: (0, 2**32 - 1),
-    pb.UINT64: (0, 2**64 - 1),
-    pb.FIXED64: (0, 2**64 - 1),
-}
-
-
-def scalar_strategy(kind: str) -> st.SearchStrategy[TAny]:
-    if kind == pb.STRING:
-        return st.text(max_size=12)
-    if kind == pb.BYTES:
-        return st.binary(max_size=12)
-    if kind == pb.BOOL:
-        return st.booleans()
-    lo, hi = RANGES[kind]
-    return st.one_of(st.sampled_from((0, 1, lo, hi, -1 if lo else hi)), st.integers(lo, hi))
-
-
-def message_strategy(cls: type[Message]) -> st.SearchStrategy[Message]:
-    parts: dict[str, st.SearchStrategy[TAny]] = {}
-    for f in cls.FIELDS:
-        one = message_strategy(f.msg) if f.msg else scalar_strategy(f.kind)
-        if f.key is not None:
-            parts[f.name] = st.dictionaries(scalar_strategy(f.key), one, max_size=3)
-        elif f.repeated:
-            parts[f.name] = st.lists(one, max_size=3)
-        elif f.msg:
-            parts[f.name] = st.none() | one
-        else:
-            parts[f.name] = one
-    return st.builds(cls, **parts)
-
+# ------------------------------------------------------------------ settings
 
 ORACLE = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 IDS = [c.TYPE_NAME for c in ALL_CLASSES]
@@ -376,7 +336,7 @@ def test_schema_matches_spec(cls: type[Message]) -> None:
 @given(data=st.data())
 @ORACLE
 def test_our_encoding_is_what_protobuf_writes(cls: type[Message], data: st.DataObject) -> None:
-    obj = data.draw(message_strategy(cls))
+    obj = data.draw(pbstrategies.message(cls))
     expected = to_pb(obj)
     encoded = obj.encode()
     assert PB[cls.TYPE_NAME].FromString(encoded) == expected
@@ -388,7 +348,7 @@ def test_our_encoding_is_what_protobuf_writes(cls: type[Message], data: st.DataO
 @given(data=st.data())
 @ORACLE
 def test_we_decode_what_protobuf_writes(cls: type[Message], data: st.DataObject) -> None:
-    obj = data.draw(message_strategy(cls))
+    obj = data.draw(pbstrategies.message(cls))
     wire = to_pb(obj).SerializeToString()
     assert cls.decode(wire) == obj
     assert from_pb(PB[cls.TYPE_NAME].FromString(wire), cls) == obj
