@@ -6,7 +6,9 @@ Rules:
   spec sections 3.7, 4.3 and 4.5; an unexpected exception answers UNKNOWN with one log
   line and the shim carries on.
 - Every request names its container; unknown ids are NOT_FOUND "container not created".
-- Lifecycle methods (Create, Start, Delete, Exec) live in ``lifecycle``; the rest here.
+- Lifecycle methods (Create, Start, Delete, Exec) live in ``lifecycle``; the methods a
+  container may never see (Pids, Stats, Pause, Resume, Update, ResizePty, CloseIO) in
+  ``service_more``, imported at the first such call; the rest here.
 """
 
 from __future__ import annotations
