@@ -71,11 +71,9 @@ def _until_returned(s: CtrSubject, prefix: str, argv: list[str], kill: list[str]
             expected = 0
         else:
             began = time.monotonic()
-            killer = subprocess.run(
-                s.ctr_argv(*kill, cid), stdin=subprocess.DEVNULL, capture_output=True, timeout=30
-            )
+            killer = s.ctr(*kill, cid, timeout=30)
             if killer.returncode != 0:
-                raise BenchError(f"ctr {' '.join(kill)}: {killer.stderr.decode().strip()}")
+                raise BenchError(f"ctr {' '.join(kill)}: {killer.stderr.strip()}")
             expected = 128 + 9
         proc.wait(timeout=30)
         returned = time.monotonic()
