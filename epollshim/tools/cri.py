@@ -21,6 +21,12 @@ Rules of this module:
   runc leaves in the cgroup tree is ours to find and remove. ``stop`` removes every pod
   through CRI first (as kubelet would), then stops containerd (``PrivateContainerd.stop``),
   then removes our cgroup parent in every hierarchy.
+* gRPC's fork support is off (``GRPC_ENABLE_FORK_SUPPORT=false``, set before ``grpc`` is
+  imported unless the environment says otherwise). With it on, gRPC restarts its poller
+  thread in every forked child; a child that then closes its descriptors before exec, as
+  ``ptyprocess`` does, makes that thread's epoll_wait fail with EBADF, and gRPC aborts the
+  child (SIGABRT). The test process keeps a CRI client connected for the whole session and
+  forks terminals after it; no child of ours ever uses gRPC.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
+
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")  # see the module's docstring
 
 import grpc
 
