@@ -23,17 +23,27 @@ RANGES = {
 }
 
 
+ASCII = st.characters(max_codepoint=127)
+# The codec's short paths end at 128 bytes of string and at 2**31 (one-byte lengths and
+# values, int32): values on both sides of those edges are drawn often.
+EDGE_LENGTHS = (127, 128)
+EDGE_INTEGERS = (127, 128, 2**31 - 1, 2**31)
+
+
 def scalar(kind: str, size: int) -> st.SearchStrategy[Any]:
-    """A value of a scalar ``kind``: strings and bytes up to ``size`` long, integers over
-    their whole range with the edges (0, 1, -1, the least and the greatest) drawn often."""
+    """A value of a scalar ``kind``: strings and bytes up to ``size`` long or just around 128,
+    integers over their whole range with the edges (0, 1, -1, the least and the greatest,
+    and those of ``EDGE_INTEGERS`` in range) drawn often."""
     if kind == pb.STRING:
-        return st.text(max_size=size)
+        around = [st.text(ASCII, min_size=n, max_size=n) for n in EDGE_LENGTHS]
+        return st.one_of(st.text(max_size=size), *around, st.text(min_size=126, max_size=128))
     if kind == pb.BYTES:
-        return st.binary(max_size=size)
+        return st.one_of(st.binary(max_size=size), st.binary(min_size=127, max_size=128))
     if kind == pb.BOOL:
         return st.booleans()
     lo, hi = RANGES[kind]
-    return st.one_of(st.sampled_from((0, 1, lo, hi, -1 if lo else hi)), st.integers(lo, hi))
+    edges = (0, 1, lo, hi, -1 if lo else hi, *(n for n in EDGE_INTEGERS if lo <= n <= hi))
+    return st.one_of(st.sampled_from(edges), st.integers(lo, hi))
 
 
 def message(cls: type[Message], size: int = 3) -> st.SearchStrategy[Message]:

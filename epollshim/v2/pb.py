@@ -20,6 +20,11 @@ Rules of this module:
   raises ``DecodeError`` naming the field path, never IndexError or UnicodeError. Strings
   decode with ``surrogateescape`` (as ``os.fsdecode``): the Go side (gogo) does not check
   UTF-8, so a non-UTF-8 path still round-trips to the file system.
+- Every ttrpc call decodes two messages and encodes two, so the common shapes have short
+  paths (``Field.fast``): a singular ASCII string under 128 bytes, a positive int32 value,
+  a singular message; on decode, a one-byte tag and a one-byte length or value. They give
+  exactly what the general path gives (the Hypothesis oracle tests draw values on both
+  sides of each limit); anything else, errors included, takes the general path.
 """
 
 from __future__ import annotations
@@ -74,6 +79,19 @@ _RANGE: dict[str, tuple[int, int]] = {
 }
 
 
+_ZERO: dict[str, _Any] = {STRING: "", BYTES: b"", BOOL: False}
+
+# Short paths (Field.fast, see the module rules): singular strings, bytes, messages and
+# the integer kinds written as plain varints.
+_FAST_STRING, _FAST_VARINT, _FAST_BYTES, _FAST_MESSAGE = 1, 2, 3, 4
+_FAST: dict[str, int] = {
+    STRING: _FAST_STRING,
+    BYTES: _FAST_BYTES,
+    MESSAGE: _FAST_MESSAGE,
+    **dict.fromkeys((INT32, INT64, UINT32, UINT64, ENUM), _FAST_VARINT),
+}
+
+
 class DecodeError(ValueError):
     """The bytes are not a valid encoding of the expected message."""
 
@@ -94,7 +112,19 @@ class Field:
     held as a dict.
     """
 
-    __slots__ = ("key", "kind", "msg", "name", "number", "packed", "repeated", "tag", "wire")
+    __slots__ = (
+        "fast",
+        "key",
+        "kind",
+        "msg",
+        "name",
+        "number",
+        "packed",
+        "repeated",
+        "tag",
+        "wire",
+        "zero",
+    )
 
     def __init__(
         self,
@@ -118,6 +148,13 @@ class Field:
         self.packed = repeated and key is None and _WIRE[kind] != LEN
         self.wire = LEN if key is not None or self.packed else _WIRE[kind]
         self.tag = encode_varint(number << 3 | self.wire)
+        # The default when it is immutable (scalars, None for a message); lists and dicts
+        # are made fresh by default().
+        self.zero = None if msg is not None or self.repeated else zero_value(kind)
+        # A singular string, bytes, integer or message field (the bulk of every call)
+        # takes the short paths of encode and _decode_into; anything else, or a value a
+        # short path does not cover, takes the general one, which gives the same bytes.
+        self.fast = _FAST.get(kind, 0) if not self.repeated else 0
 
     def default(self) -> _Any:
         """A fresh proto3 default for this field."""
@@ -125,7 +162,7 @@ class Field:
             return {}
         if self.repeated:
             return []
-        return None if self.msg is not None else zero_value(self.kind)
+        return self.zero
 
     def __repr__(self) -> str:
         return f"Field({self.number}, {self.name!r}, {self.kind!r})"
@@ -149,12 +186,14 @@ class Message:
         fields = self.FIELDS
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes at most {len(fields)} arguments")
-        for i, f in enumerate(fields):
-            if i < len(args):
-                value = args[i]
-            else:
-                value = kwargs.pop(f.name) if f.name in kwargs else f.default()
+        for f, value in zip(fields, args, strict=False):  # args may be fewer
             setattr(self, f.name, value)
+        for f in fields[len(args) :] if args else fields:
+            name = f.name
+            if name in kwargs:
+                setattr(self, name, kwargs.pop(name))
+            else:
+                setattr(self, name, f.zero if not f.repeated else f.default())
         if kwargs:
             raise TypeError(f"{type(self).__name__} has no field {', '.join(kwargs)}")
 
@@ -305,11 +344,27 @@ def encode(msg: Message) -> bytes:
     out: list[bytes] = []
     for f in _schema(type(msg)).fields:
         value = getattr(msg, f.name)
+        fast = f.fast
+        if fast:  # short paths: a short ASCII string, a positive int32 (zero: omitted)
+            if not value and value is f.zero:
+                continue
+            if fast == _FAST_STRING:
+                if type(value) is str and value.isascii() and len(value) < 128:
+                    out += (f.tag, bytes((len(value),)), value.encode("ascii"))
+                    continue
+            elif fast == _FAST_VARINT and type(value) is int and 0 < value <= _S32[1]:
+                # a positive int32 is in range for every kind of _FAST_VARINT
+                out += (f.tag, bytes((value,)) if value < 128 else encode_varint(value))
+                continue
         absent = value is None if f.msg is not None and not f.repeated else not value
         if absent:
             continue
         try:
-            _field_parts(f, value, out)
+            if fast == _FAST_MESSAGE and type(value) is f.msg:
+                data = encode(value)
+                out += (f.tag, encode_varint(len(data)), data)
+            else:
+                _field_parts(f, value, out)
         except EncodeError as e:
             raise EncodeError(f"{type(msg).__name__}.{f.name}: {e}") from None
         except (TypeError, AttributeError) as e:
@@ -338,7 +393,7 @@ def decode_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 
 def zero_value(kind: str) -> _Any:
     """The proto3 default of a scalar kind."""
-    return {STRING: "", BYTES: b"", BOOL: False}.get(kind, 0)
+    return _ZERO.get(kind, 0)
 
 
 def _signed(value: int, bits: int) -> int:
@@ -453,11 +508,30 @@ def _read_field(msg: Message, f: Field, wire: int, data: bytes, pos: int, end: i
 def _decode_into(msg: M, data: bytes, pos: int, end: int) -> M:
     by_number = _schema(type(msg)).by_number
     while pos < end:
-        tag, pos = decode_varint(data, pos, end)
+        tag = data[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = decode_varint(data, pos, end)
         number, wire = tag >> 3, tag & 7
         if not 1 <= number <= _MAX_FIELD:
             raise DecodeError(f"{type(msg).__name__}: invalid field number {number}")
         f = by_number.get(number)
+        if f is not None and f.fast and pos < end:  # short paths: one-byte length or value
+            b = data[pos]
+            if b < 0x80:
+                if f.fast == _FAST_STRING and wire == LEN and pos + 1 + b <= end:
+                    pos += 1 + b
+                    setattr(msg, f.name, data[pos - b : pos].decode("utf-8", "surrogateescape"))
+                    continue
+                if f.fast == _FAST_BYTES and wire == LEN and pos + 1 + b <= end:
+                    pos += 1 + b
+                    setattr(msg, f.name, data[pos - b : pos])
+                    continue
+                if f.fast == _FAST_VARINT and wire == VARINT:  # 0..127: the same in any kind
+                    pos += 1
+                    setattr(msg, f.name, b)
+                    continue
         try:
             pos = (
                 _skip(data, pos, end, wire)
