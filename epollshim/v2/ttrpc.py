@@ -22,11 +22,13 @@ from __future__ import annotations
 from epollshim.core.record import Record
 from epollshim.v2.messages import CODE_NAMES, Code, KeyValue, Request, Response, Status
 from epollshim.v2.pb import DecodeError, M, Message
+from epollshim.v2.varint import encode_varint
 
 HEADER_SIZE = 10
 MAX_PAYLOAD = 4 << 20  # 4194304, ttrpc's messageLengthMax
 REQUEST, RESPONSE, DATA = 1, 2, 3
 _MAX_STREAM = (1 << 32) - 1
+_RESPONSE_PAYLOAD = Response.FIELDS[1].tag  # field 2, bytes
 
 
 class ProtocolError(Exception):
@@ -160,7 +162,8 @@ def error_frame(stream_id: int, code: int, message: str) -> bytes:
 def response_frame(stream_id: int, result: Message | None = None) -> bytes:
     """A successful response frame (no status; ``None`` or Empty give a 0-byte payload)."""
     payload = result.encode() if result is not None else b""
-    encoded = Response(payload=payload).encode()
+    # Response(payload=payload).encode(), written out: every call's answer goes through here
+    encoded = _RESPONSE_PAYLOAD + encode_varint(len(payload)) + payload if payload else b""
     if len(encoded) > MAX_PAYLOAD:
         return error_frame(
             stream_id,

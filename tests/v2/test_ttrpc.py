@@ -195,6 +195,17 @@ def test_appendix_a4_empty_reply() -> None:
     assert ttrpc.response_frame(7, m.CreateTaskResponse(pid=0)) == expected
 
 
+@given(st.binary(max_size=1 << 15))
+def test_a_reply_carries_the_response_message_the_codec_writes(payload: bytes) -> None:
+    class Raw(pb.Message):  # a result whose encoding is ``payload`` as it is
+        def encode(self) -> bytes:
+            return payload
+
+    (frame,) = FrameDecoder().feed(ttrpc.response_frame(5, Raw()))
+    assert frame.payload == m.Response(payload=payload).encode()
+    assert m.Response.decode(frame.payload) == m.Response(payload=payload)
+
+
 def test_appendix_a5_error_reply() -> None:
     message = "process already finished: not found"
     frame = ttrpc.error_frame(9, m.Code.NOT_FOUND, message)
