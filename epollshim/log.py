@@ -26,9 +26,16 @@ class Log:
 
     def __init__(self) -> None:
         self.sinks: list[tuple[int, str, int]] = []
+        self.floor = LEVELS["error"] + 1  # the lowest level any sink writes
 
     def add_sink(self, fd: int, fmt: str, level: str = "info") -> None:
         self.sinks.append((fd, fmt, LEVELS[level]))
+        self.floor = min(self.floor, LEVELS[level])
+
+    def enabled(self, level: str) -> bool:
+        """Whether a message of ``level`` would be written anywhere: a caller whose message
+        is costly to make (a request's repr, on every call) asks first."""
+        return LEVELS[level] >= self.floor
 
     def open_file(self, path: str, fmt: str = "json", level: str = "info") -> None:
         """Append to ``path`` (O_APPEND|O_SYNC, 0666: the 0.2.x shim-log.json contract)."""

@@ -80,7 +80,8 @@ class TaskService:
             return
         try:
             argument = ttrpc.decode_payload(request, request_class(request.method))
-            self.ctx.log.debug(f"{request.method} {argument!r}")
+            if self.ctx.log.enabled("debug"):
+                self.ctx.log.debug(f"{request.method} {argument!r}")
             where, name = route
             if where == MORE:
                 from epollshim.v2 import service_more
