@@ -63,6 +63,7 @@ class Loop:
         self.selector = selectors.EpollSelector()
         # fd -> [read callback or None, write callback or None]
         self.callbacks: dict[int, list[Callback | None]] = {}
+        self.masks: dict[int, int] = {}  # fd -> the events registered with the selector
         self.bulk: set[int] = set()  # registered fds whose callbacks run last in a batch
         self.timers: list[Timer] = []
         self.running = False
@@ -71,16 +72,19 @@ class Loop:
     def _update(self, fd: int) -> None:
         cbs = self.callbacks[fd]
         mask = (READ if cbs[0] else 0) | (WRITE if cbs[1] else 0)
-        registered = fd in self.selector.get_map()
+        registered = self.masks.get(fd, 0)  # what the selector holds for fd (0: nothing)
         if not mask:
             del self.callbacks[fd]
             self.bulk.discard(fd)
             if registered:
+                del self.masks[fd]
                 self.selector.unregister(fd)
-        elif registered:
-            self.selector.modify(fd, mask)
-        else:
-            self.selector.register(fd, mask)
+        elif mask != registered:  # unchanged (a writer removed again...): no selector call
+            self.masks[fd] = mask
+            if registered:
+                self.selector.modify(fd, mask)
+            else:
+                self.selector.register(fd, mask)
 
     def _set(self, fd: int, which: int, cb: Callback | None) -> None:
         cbs = self.callbacks.setdefault(fd, [None, None])
