@@ -80,11 +80,11 @@ class Loop:
                 del self.masks[fd]
                 self.selector.unregister(fd)
         elif mask != registered:  # unchanged (a writer removed again...): no selector call
-            self.masks[fd] = mask
             if registered:
                 self.selector.modify(fd, mask)
             else:
-                self.selector.register(fd, mask)
+                self.selector.register(fd, mask)  # EPERM for a regular file: not recorded
+            self.masks[fd] = mask
 
     def _set(self, fd: int, which: int, cb: Callback | None) -> None:
         cbs = self.callbacks.setdefault(fd, [None, None])

@@ -1,6 +1,7 @@
 """The loop with real pipes: callbacks, back-pressure registration, timers, errors."""
 
 import os
+import selectors
 from collections.abc import Callable
 
 import pytest
@@ -64,6 +65,26 @@ def test_removing_every_callback_unregisters_the_fd(pipe: tuple[int, int]) -> No
     loop.forget(r)
     assert not loop.selector.get_map()
     assert not loop.callbacks
+
+
+def test_an_fd_epoll_refuses_is_not_registered_and_can_be_forgotten(
+    pipe: tuple[int, int], tmp_path: object
+) -> None:
+    """A regular file (the seed CLI's stdin from a file) gets EPERM from epoll: the loop
+    must not believe it registered, so that ``forget`` and a later registration work."""
+    r, _ = pipe
+    loop = Loop()
+    with open(os.path.join(str(tmp_path), "plain"), "wb") as f:
+        with pytest.raises(PermissionError):
+            loop.add_reader(f.fileno(), lambda: None)
+        loop.forget(f.fileno())
+        assert f.fileno() not in loop.selector.get_map()
+        assert f.fileno() not in loop.callbacks
+    loop.add_reader(r, lambda: None)
+    loop.remove_writer(r)  # changes nothing: the read registration stays
+    assert loop.selector.get_map()[r].events == selectors.EVENT_READ
+    loop.forget(r)
+    assert not loop.selector.get_map()
 
 
 def test_a_failing_callback_ends_the_loop_without_on_error(pipe: tuple[int, int]) -> None:
