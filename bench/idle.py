@@ -47,7 +47,12 @@ def run(ctx: Context, names: tuple[str, ...], seconds: float) -> dict[str, dict[
                 log(f"idle {name}: n/a ({errors[name]})")
         time.sleep(SETTLE)
         counts: dict[str, list[int]] = {name: [] for name in pids}
-        before = {name: context_switches(pid) for name, pid in pids.items()}
+        before: dict[str, int] = {}
+        for name, pid in pids.items():
+            try:
+                before[name] = context_switches(pid)
+            except OSError:  # one subject's shim died: the others are still measured
+                errors[name] = "the shim ended before the first window"
         for _ in range(WINDOWS):
             time.sleep(seconds / WINDOWS)
             for name, pid in pids.items():
