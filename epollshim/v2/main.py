@@ -73,15 +73,20 @@ def parse(argv: list[str]) -> Flags:
     return flags
 
 
+def daemon_failed(e: BaseException) -> int:
+    """A bug in the forked daemon: one line in containerd's log (its stderr); the status."""
+    os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
+    return 1
+
+
 def serve_forked(flags: Flags) -> int:
     """The daemon forked by ``start``: serve the listening socket ``-fd`` until shutdown."""
     try:
         from epollshim.v2.daemon import serve
 
         return serve(flags, int(flags.get("fd")))
-    except BaseException as e:  # a bug: one line in containerd's log, then gone
-        os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
-        return 1
+    except BaseException as e:
+        return daemon_failed(e)
 
 
 def main() -> None:

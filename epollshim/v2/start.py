@@ -25,7 +25,7 @@ Rules (spec sections 2.3, 2.4, 2.6):
 import os
 import sys
 
-from epollshim.v2.main import Flags
+from epollshim.v2.main import Flags, daemon_failed
 
 DEFAULT_GROUP_KEYS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 DEFAULT_SOCKET_DIR = "/run/containerd/s"
@@ -185,9 +185,8 @@ def start_daemon(flags: Flags, sock_path: str, sock: "_socket.socket", bundle: s
             flags.action = ""
             flags.values["socket"] = sock_path
             flags.values["fd"] = str(sock.detach())
-        except BaseException as e:  # a bug: one line in containerd's log, then gone
-            os.write(2, f"containerd-shim-epollshim-v2 daemon: {e!r}\n".encode())
-            os._exit(1)
+        except BaseException as e:
+            os._exit(daemon_failed(e))
         return 0
     os.close(devnull)
     os.close(log)
