@@ -74,6 +74,19 @@ def test_varint_round_trip(value: int) -> None:
     assert pb.decode_varint(data, 0, len(data)) == (value, len(data))
 
 
+@given(st.lists(st.integers(-(2**63), -1), max_size=40))
+def test_negative_varints_kept_are_bounded_and_exact(values: list[int]) -> None:
+    """Encoded negatives are kept (Go's zero time in every State), the first NEGATIVE_KEPT
+    seen and no more; a kept one and a fresh one give the same bytes as the arithmetic."""
+    from epollshim.v2 import varint
+
+    for v in [*values, *values]:  # the second time, some come from the table
+        u = v & (2**64 - 1)  # bit 63 set: 10 groups of 7 bits, all but the last marked
+        want = bytes(((u >> 7 * i) & 0x7F) | (0x80 if i < 9 else 0) for i in range(10))
+        assert varint.encode_varint(v) == want
+        assert len(varint._negative) <= varint.NEGATIVE_KEPT
+
+
 def test_negative_int32_is_ten_bytes() -> None:
     assert m.Status(code=-1).encode() == bytes.fromhex("08 ff ff ff ff ff ff ff ff ff 01")
     assert m.Status.decode(m.Status(code=-1).encode()).code == -1
