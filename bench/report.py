@@ -10,6 +10,7 @@ import math
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import time
 from typing import Any
@@ -21,7 +22,17 @@ from bench.stats import MIN_SAMPLES, median_interval
 class Row:
     """One comparison: ours vs an anchor, with an optional target on the ratio (or value)."""
 
-    __slots__ = ("anchor", "anchor_name", "fmt", "metric", "ours", "ours_name", "target", "unit")
+    __slots__ = (
+        "anchor",
+        "anchor_name",
+        "fmt",
+        "metric",
+        "ours",
+        "ours_name",
+        "paired",
+        "target",
+        "unit",
+    )
 
     def __init__(
         self,
@@ -33,6 +44,8 @@ class Row:
         anchor_name: str,
         anchor: Cell,
         target: tuple[str, float, str] | None = None,
+        *,
+        paired: bool = False,
     ) -> None:
         self.metric = metric
         self.unit = unit
@@ -43,8 +56,24 @@ class Row:
         self.anchor = anchor
         # ("ratio" | "value", bound, "<=" | ">=")
         self.target = target
+        # sample i of each side comes from round i of the same alternating rounds
+        self.paired = paired
+
+    def round_ratios(self) -> list[float] | None:
+        """Ours / anchor round by round, for a paired row whose two sides have a sample in
+        every round (equal counts) and an anchor that never measured 0; else None."""
+        o, a = self.ours, self.anchor
+        if not self.paired or not (o.ok and a.ok) or len(o.samples) != len(a.samples):
+            return None
+        if not a.samples or min(a.samples) <= 0:
+            return None
+        return [x / y for x, y in zip(o.samples, a.samples, strict=True)]
 
     def ratio(self) -> float | None:
+        """The median of the round ratios (paired), else the ratio of the medians."""
+        rounds = self.round_ratios()
+        if rounds is not None:
+            return statistics.median(rounds)
         if not (self.ours.ok and self.anchor.ok) or not self.anchor.value:
             return None
         assert self.ours.value is not None
@@ -70,9 +99,10 @@ class Row:
         return f"{op} {bound:g}x" if kind == "ratio" else f"{op} {bound:g} {self.unit}"
 
     def interval(self) -> tuple[float, float] | None:
-        """The interval the verdict is read from: the ratio's (or, for a value target, our
-        figure's), from the interval of each side's median (``bench.stats``); None when a side
-        has no figure or fewer than ``MIN_SAMPLES`` samples."""
+        """The interval the verdict is read from: for a value target, our median's; for a
+        paired row, the median round ratio's; else the ratio's from the interval of each
+        side's median at their least favourable (``bench.stats``). None when a side has no
+        figure or fewer than ``MIN_SAMPLES`` samples."""
         sides = (
             [self.ours]
             if self.target and self.target[0] == "value"
@@ -83,6 +113,10 @@ class Row:
         )
         if not all(c.ok and len(c.samples) >= MIN_SAMPLES for c in sides):
             return None
+        rounds = self.round_ratios() if len(sides) == 2 else None
+        if rounds is not None:
+            lo, hi, _ = median_interval(rounds)
+            return lo, hi
         o_lo, o_hi, _ = median_interval(self.ours.samples)
         if len(sides) == 1:
             return o_lo, o_hi
@@ -98,7 +132,7 @@ class Row:
         lo, hi = iv
         if self.target[0] == "value":
             return f"{format(lo, self.fmt)}-{format(hi, self.fmt)}"
-        return f"{lo:.2f}-{hi:.2f}"
+        return f"{lo:.2f}-{hi:.2f}" + (" paired" if self.round_ratios() is not None else "")
 
     def verdict(self) -> str:
         """PASS / FALL SHORT only when the whole interval is on one side of the target."""
