@@ -7,13 +7,20 @@ here, exactly as ``json.loads``/``json.dumps`` with their default arguments do:
 
 - ``dumps`` is the stdlib's own C encoder (``_json``: no ``re``), same separators,
   ``ensure_ascii``, ``NaN``/``Infinity`` and the same ``TypeError`` for other objects.
-- ``loads`` is a small parser: the grammar the stdlib accepts (also
-  ``NaN``, ``Infinity``, ``-Infinity``, lone surrogate escapes, duplicate keys: last wins),
-  and a ``JSONDecodeError`` (a ``ValueError``) with the stdlib's ``msg``, ``pos``,
-  ``lineno`` and ``colno`` on anything it rejects. Tests check both against ``json``.
-- Nesting (the one difference): open arrays and objects wait on a list, not on Python's
-  call stack, and at most ``MAX_DEPTH`` (512) may be open at once; one more ``[`` or ``{``
-  is a ``JSONDecodeError`` at its position, never a ``RecursionError``. ``json.loads`` has
+- ``loads`` reads a document with the stdlib's own C scanner (``_json.make_scanner``, what
+  ``json.loads`` runs: ~0.05 ms for a 3 KB config.json, where a parser in Python takes
+  ~1.3 ms on the first call, on the way to ``runc create``). The scanner reports errors
+  through ``json.decoder``, which we do not import, so on any error ``loads`` runs
+  ``parse``, a small parser: the grammar the stdlib accepts (also ``NaN``, ``Infinity``,
+  ``-Infinity``, lone surrogate escapes, duplicate keys: last wins), and a
+  ``JSONDecodeError`` (a ``ValueError``) with the stdlib's ``msg``, ``pos``, ``lineno`` and
+  ``colno`` on anything it rejects. Tests check ``loads``, ``parse`` and ``dumps`` against
+  ``json``.
+- Nesting (the one difference): in ``parse`` open arrays and objects wait on a list, not on
+  Python's call stack, and at most ``MAX_DEPTH`` (512) may be open at once; one more ``[``
+  or ``{`` is a ``JSONDecodeError`` at its position, never a ``RecursionError``. The C
+  scanner recurses, so ``loads`` gives it only documents with at most ``MAX_DEPTH``
+  brackets in all (strings included), which cannot nest deeper. ``json.loads`` has
   no limit of its own: it raises ``RecursionError`` near the interpreter's recursion limit
   (1000, less the caller's stack), and so does ``dumps`` (the C encoder). 512 stays clear
   of both: whatever ``loads`` returns, ``json.loads`` reads alike and ``dumps`` can write
@@ -70,9 +77,43 @@ def dumps(obj: object) -> str:
     return "".join(encode(obj, 0))
 
 
+class _Context:
+    """What ``_json.make_scanner`` reads from ``json.JSONDecoder``, with json's defaults."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {w: v for w, v in _WORDS if isinstance(v, float)}.__getitem__
+
+
+_scan: "Any" = None  # the C scanner, made at the first loads
+
+
 def loads(text: str | bytes | bytearray) -> "Any":
     """``json.loads(text)``; bytes must be UTF-8 (a BOM is allowed, as json allows it)."""
+    global _scan
     doc = text if isinstance(text, str) else bytes(text).decode("utf-8-sig")
+    if doc.count("[") + doc.count("{") <= MAX_DEPTH:  # then nothing nests deeper
+        if _scan is None:
+            import _json  # dumps imports it too
+
+            _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # typeshed: itself
+        start = 0
+        while start < len(doc) and doc[start] in _WS:
+            start += 1
+        try:
+            value, end = _scan(doc, start)
+        except Exception:  # StopIteration or SystemError: its errors need json.decoder
+            pass
+        else:
+            if not doc[end:].lstrip(_WS):
+                return value
+    return parse(doc)
+
+
+def parse(doc: str) -> "Any":
+    """The small parser alone: what ``loads`` uses for every error and for documents with
+    more than ``MAX_DEPTH`` brackets (the tests hold it to json too)."""
     if doc.startswith("\ufeff"):
         raise JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", doc, 0)
     parser = _Parser(doc)

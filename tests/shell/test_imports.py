@@ -66,9 +66,10 @@ def test_the_check_can_fail() -> None:
 
 # What only some containers need, imported by the v2 daemon when one does (about 90 KiB
 # less private memory in every other shim): a terminal's console code, termios and struct,
-# the relay pumps (terminal, file:// and binary:// logs), the JSON encoder's C half (first
-# log line in JSON), heapq's Python half (never: the loop uses _heapq), the message classes
-# and handlers of calls and events a container may never see (Exec, Pids, Stats, OOM, ...).
+# the relay pumps (terminal, file:// and binary:// logs), heapq's Python half (never: the
+# loop uses _heapq), the message classes and handlers of calls and events a container may
+# never see (Exec, Pids, Stats, OOM, ...). And json's C half (12 KiB), at the first JSON
+# read or written: config.json at Create, so not before a shim has a container.
 ON_DEMAND = {
     "epollshim.v2.messages_more",
     "epollshim.v2.service_more",

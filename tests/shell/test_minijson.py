@@ -23,6 +23,10 @@ values = st.recursive(
 )
 
 
+# loads (the C scanner, and parse on any error) and parse alone: both are held to json.
+PARSERS = pytest.mark.parametrize("parse", [minijson.loads, minijson.parse], ids=["loads", "parse"])
+
+
 def same(a: object, b: object) -> bool:
     """Equal, with NaN equal to NaN and types kept (1 is not 1.0, True is not 1)."""
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
@@ -45,6 +49,7 @@ def test_dumps_is_json_dumps(value: object) -> None:
 def test_loads_reads_what_json_writes(value: object, indent: int | None, ascii: bool) -> None:
     text = json.dumps(value, indent=indent, ensure_ascii=ascii)
     assert same(minijson.loads(text), json.loads(text))
+    assert same(minijson.parse(text), json.loads(text))
     assert same(minijson.loads(text.encode()), json.loads(text.encode()))
     assert same(minijson.loads(minijson.dumps(value)), value)
 
@@ -61,9 +66,10 @@ JSONISH = st.text(
 )
 
 
-@given(JSONISH)
-def test_arbitrary_text_parses_or_fails_like_json(text: str) -> None:
-    ours, theirs = outcome(minijson.loads, text), outcome(json.loads, text)
+@PARSERS
+@given(text=JSONISH)
+def test_arbitrary_text_parses_or_fails_like_json(parse: object, text: str) -> None:
+    ours, theirs = outcome(parse, text), outcome(json.loads, text)
     assert ours[0] == theirs[0], (ours, theirs)
     if ours[0] == "ok":
         assert same(ours[1], theirs[1])
@@ -71,13 +77,14 @@ def test_arbitrary_text_parses_or_fails_like_json(text: str) -> None:
         assert ours[1] == theirs[1]
 
 
-@given(values, st.data())
-def test_damaged_json_fails_like_json(value: object, data: st.DataObject) -> None:
+@PARSERS
+@given(value=values, data=st.data())
+def test_damaged_json_fails_like_json(parse: object, value: object, data: st.DataObject) -> None:
     text = json.dumps(value, indent=1)
     cut = data.draw(st.integers(0, len(text)))
     damage = data.draw(st.sampled_from(["", ",", "}", "]", '"', "\\", "x", ":", "\x00"]))
     broken = text[:cut] + damage + text[cut + 1 :]
-    ours, theirs = outcome(minijson.loads, broken), outcome(json.loads, broken)
+    ours, theirs = outcome(parse, broken), outcome(json.loads, broken)
     assert ours[0] == theirs[0], (broken, ours, theirs)
     if ours[0] == "error":
         assert ours[1] == theirs[1], broken
@@ -96,8 +103,9 @@ def test_damaged_json_fails_like_json(value: object, data: st.DataObject) -> Non
         '{"a": 1, "a": 2}',
     ],
 )
-def test_examples_parse_like_json(text: str) -> None:
-    assert same(minijson.loads(text), json.loads(text))
+@PARSERS
+def test_examples_parse_like_json(parse: object, text: str) -> None:
+    assert same(parse(text), json.loads(text))  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
@@ -121,11 +129,12 @@ def test_examples_parse_like_json(text: str) -> None:
         "\ufeff{}",
     ],
 )
-def test_malformed_fails_like_json(text: str) -> None:
+@PARSERS
+def test_malformed_fails_like_json(parse: object, text: str) -> None:
     with pytest.raises(json.JSONDecodeError) as theirs:
         json.loads(text)
     with pytest.raises(minijson.JSONDecodeError) as ours:
-        minijson.loads(text)
+        parse(text)  # type: ignore[operator]
     got, want = ours.value, theirs.value
     assert (got.msg, got.pos, got.lineno, got.colno) == (
         want.msg,
@@ -152,12 +161,13 @@ def test_dumps_rejects_what_json_rejects() -> None:
     assert minijson.dumps({"a": 1}) == '{"a": 1}'  # no stale marker left behind
 
 
+@PARSERS
 @pytest.mark.parametrize("open_", ["[", '{"a": '])
-def test_nesting_up_to_the_limit_is_read_like_json(open_: str) -> None:
+def test_nesting_up_to_the_limit_is_read_like_json(parse: object, open_: str) -> None:
     """At MAX_DEPTH json still agrees, and dumps writes back what loads returned."""
     close = "]" if open_ == "[" else "}"
     text = open_ * minijson.MAX_DEPTH + "0" + close * minijson.MAX_DEPTH
-    value = minijson.loads(text)
+    value = parse(text)  # type: ignore[operator]
     assert value == json.loads(text)  # not same(): it recurses in Python, 2 frames a level
     assert minijson.dumps(value) == text
 
@@ -175,3 +185,36 @@ def test_nesting_past_the_limit_fails_where_it_starts(open_: str, depth: int) ->
     error = info.value
     assert error.msg == f"Arrays and objects nested deeper than {minijson.MAX_DEPTH}"
     assert (error.pos, error.lineno, error.colno) == (pos, 2, pos)
+
+
+def test_more_brackets_than_the_limit_but_shallow_is_read_like_json() -> None:
+    """Over MAX_DEPTH brackets in all, loads leaves the C scanner out; the nesting is 2."""
+    text = "[" + ", ".join(["[]", '"[{"'] * minijson.MAX_DEPTH) + "]"
+    assert text.count("[") + text.count("{") > minijson.MAX_DEPTH
+    assert minijson.loads(text) == json.loads(text)
+
+
+def test_loads_never_imports_json_even_on_errors() -> None:
+    """The C scanner reports errors through json.decoder: loads must not pull json in."""
+    import subprocess
+    import sys
+
+    import epollshim.lean
+
+    code = (
+        f"import sys; sys.path.insert(0, {epollshim.lean.PACKAGE_PARENT!r})\n"
+        "from epollshim import minijson\n"
+        "assert minijson.loads(b'{\"a\": [1, 2.5, NaN]}')['a'][:2] == [1, 2.5]\n"
+        "for bad in ('[1,', '{\"a\" 1}', '\"abc', 'tru', '[1 2]'):\n"
+        "    try:\n"
+        "        minijson.loads(bad)\n"
+        "    except minijson.JSONDecodeError:\n"
+        "        pass\n"
+        "    else:\n"
+        "        raise SystemExit('no error for ' + bad)\n"
+        "print(sorted(m for m in sys.modules if m in ('json', 'json.decoder', 're', '_json')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["['_json']"]
