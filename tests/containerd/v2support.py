@@ -393,15 +393,19 @@ class Terminal:
         one; the typed line (echoed back) shows ``$(stty size)`` literally, never digits.
         Between attempts the program gets SIGWINCH again, as when a person drags the window
         once more: ctr only listens for SIGWINCH after its first resize, so one sent earlier
-        is lost (a ctr race, not the shim's).
+        is lost (a ctr race, not the shim's). An empty answer is a terminal with no size yet:
+        ctr sends its first resize only after Start returns, so on a loaded machine the shell
+        can ask first (busybox's stty then fails with rows 0); that is asked again too.
         """
         deadline = time.monotonic() + timeout
         seen = (0, 0)
         for n in range(1_000_000):
             mark = len(self.out)
             self.type(f'echo "SZ{n}:$(stty size):"\r')
-            m = self.expect(rb"SZ%d:(\d+) (\d+):" % n, max(1.0, deadline - time.monotonic()), mark)
-            seen = (int(m.group(1)), int(m.group(2)))
+            m = self.expect(
+                rb"SZ%d:(?:(\d+) (\d+))?:" % n, max(1.0, deadline - time.monotonic()), mark
+            )
+            seen = (int(m.group(1)), int(m.group(2))) if m.group(1) else (0, 0)
             if seen == want or time.monotonic() > deadline:
                 break
             self.proc.kill(signal.SIGWINCH)
