@@ -98,17 +98,21 @@ def loads(text: str | bytes | bytearray) -> "Any":
             import _json  # dumps imports it too
 
             _scan = _json.make_scanner(_Context())  # type: ignore[arg-type]  # typeshed: itself
-        start = 0
-        while start < len(doc) and doc[start] in _WS:
-            start += 1
         try:
-            value, end = _scan(doc, start)
+            value, end = _scan(doc, _skip(doc, 0))
         except Exception:  # StopIteration or SystemError: its errors need json.decoder
             pass
         else:
-            if not doc[end:].lstrip(_WS):
+            if _skip(doc, end) == len(doc):  # else "Extra data", from parse
                 return value
     return parse(doc)
+
+
+def _skip(doc: str, i: int) -> int:
+    """Where the whitespace json allows, starting at ``i``, ends."""
+    while i < len(doc) and doc[i] in _WS:
+        i += 1
+    return i
 
 
 def parse(doc: str) -> "Any":
@@ -136,10 +140,7 @@ class _Parser:
         return JSONDecodeError(msg, self.doc, pos)
 
     def skip(self, i: int) -> int:
-        doc = self.doc
-        while i < len(doc) and doc[i] in _WS:
-            i += 1
-        return i
+        return _skip(self.doc, i)
 
     def value(self, i: int) -> object:
         """The value at ``i``; open arrays and objects wait on ``stack`` (``[container, key]``)."""
