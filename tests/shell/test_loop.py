@@ -1,6 +1,7 @@
 """The loop with real pipes: callbacks, back-pressure registration, timers, errors."""
 
 import os
+import pty
 import selectors
 from collections.abc import Callable
 
@@ -199,3 +200,63 @@ def test_a_bulk_callback_removed_earlier_in_its_batch_is_not_called() -> None:
         loop.close()
         _close(pipes)
     assert order == ["call"]
+
+
+def _epoll_flags(loop: Loop, fd: int) -> int:
+    """The events word the kernel holds for ``fd`` in the loop's epoll (its fdinfo)."""
+    with open(f"/proc/self/fdinfo/{loop.selector.fileno()}") as f:
+        for line in f:
+            words = line.split()
+            if words[:1] == ["tfd:"] and int(words[1]) == fd:
+                return int(words[3], 16)
+    raise AssertionError(f"fd {fd} is not in the loop's epoll")
+
+
+EPOLLET = 1 << 31
+
+
+def _ready(loop: Loop) -> list[int]:
+    return [key.fd for key, _ in loop.selector.select(0)]
+
+
+def test_an_edge_fd_is_reported_once_per_wakeup_a_level_one_until_drained() -> None:
+    (r1, w1), (r2, w2) = pipes = _pipes(2)
+    loop = Loop()
+    try:
+        loop.add_reader(r1, lambda: None, edge=True, bulk=True)
+        loop.add_reader(r2, lambda: None)
+        assert _epoll_flags(loop, r1) & EPOLLET and not _epoll_flags(loop, r2) & EPOLLET
+        os.write(w1, b"x")
+        os.write(w2, b"x")
+        assert sorted(_ready(loop)) == [r1, r2]
+        assert _ready(loop) == [r2]  # nothing read: the level fd again, the edge fd not
+        os.write(w1, b"y")  # a new wake-up: a new edge
+        assert sorted(_ready(loop)) == [r1, r2]
+    finally:
+        loop.close()
+        _close(pipes)
+
+
+def test_edge_outlives_a_mask_change_and_ends_with_the_registration() -> None:
+    """Edge is the fd's: a writer added without it keeps it (selectors would register the
+    new mask level-triggered); unregistered, the fd number may come back as a connection."""
+    master, slave = pty.openpty()
+    loop = Loop()
+    try:
+        os.set_blocking(master, False)
+        loop.add_reader(master, lambda: None, edge=True)
+        loop.add_writer(master, lambda: None)
+        assert _epoll_flags(loop, master) & EPOLLET
+        assert _epoll_flags(loop, master) & 0x5 == 0x5  # EPOLLIN | EPOLLOUT
+        loop.remove_writer(master)
+        assert _epoll_flags(loop, master) & EPOLLET
+        loop.remove_reader(master)
+        assert master not in loop.edge and master not in loop.masks
+        loop.add_reader(master, lambda: None)
+        assert not _epoll_flags(loop, master) & EPOLLET
+        loop.add_reader(master, lambda: None, edge=True)  # same mask, now edge: set anyway
+        assert _epoll_flags(loop, master) & EPOLLET
+    finally:
+        loop.close()
+        os.close(master)
+        os.close(slave)
