@@ -145,7 +145,7 @@ class Monitor(SeedShim):
         return ours, theirs
 
     def _output(self, fd: int, name: str, code: int) -> Output:
-        return Output(self.loop, fd, name, code, self._emit, self._output_done)
+        return Output(self.loop, fd, name, code, self._emit, self._output_done, fd == self.master)
 
     def _listen(self, directory: str) -> None:
         """The attach socket, the ``ctl`` and ``winsz`` FIFOs; for exec-attach, tell podman."""

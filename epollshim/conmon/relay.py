@@ -6,7 +6,8 @@ each attach client. Facts and rules:
 * ``Output`` reads at most 8192 bytes at a time (one attach packet). EOF is ``read``
   returning 0, or EIO from a pty master whose slave side is gone (it would report HUP
   for ever: the reader is removed at once). ``pause``/``resume`` follow back-pressure
-  from the attach clients.
+  from the attach clients. A pty master is registered edge-triggered (shell/loop.py):
+  after a wake-up, ``Output`` reads until ``drained`` (or paused).
 * ``Input`` writes what clients send to the container's stdin (a pipe, or the pty
   master), never blocking: while bytes are pending it asks the owner to stop reading the
   clients. EPIPE or EIO (the container side is gone) drops pending and later input, as
@@ -21,14 +22,14 @@ import os
 from collections.abc import Callable
 
 from epollshim.log import Log
-from epollshim.shell.loop import Loop
+from epollshim.shell.loop import Loop, drained
 from epollshim.v0.control import ControlReader
 
 PACKET_DATA = 8192
 
 
 class Output:
-    __slots__ = ("code", "fd", "loop", "name", "on_data", "on_eof", "open", "paused")
+    __slots__ = ("code", "edge", "fd", "loop", "name", "on_data", "on_eof", "open", "paused")
 
     def __init__(
         self,
@@ -38,9 +39,11 @@ class Output:
         code: int,
         on_data: Callable[["Output", bytes], None],
         on_eof: Callable[["Output"], None],
+        edge: bool = False,
     ) -> None:
         self.loop = loop
         self.fd = fd
+        self.edge = edge  # a pty master: registered edge-triggered
         self.name = name  # "stdout" or "stderr", as the log names it
         self.code = code  # the attach socket's stream byte
         self.on_data = on_data
@@ -49,14 +52,20 @@ class Output:
         self.paused = False
 
     def start(self) -> "Output":
-        self.loop.add_reader(self.fd, self.readable)
+        self.loop.add_reader(self.fd, self.readable, edge=self.edge)
         return self
 
     def readable(self) -> None:
+        n = self._read()
+        while n and self.edge and not self.paused and not drained(n, PACKET_DATA, self.loop.event):
+            n = self._read()
+
+    def _read(self) -> int:
+        """Read one packet and pass it on: its length, 0 at EOF or EAGAIN."""
         try:
             data = os.read(self.fd, PACKET_DATA)
         except BlockingIOError:
-            return
+            return 0
         except OSError as e:
             if e.errno != errno.EIO:  # EIO: a pty master whose slave side is gone
                 raise
@@ -66,6 +75,7 @@ class Output:
         else:
             self.stop()
             self.on_eof(self)
+        return len(data)
 
     def pause(self) -> None:
         if self.open and not self.paused:
@@ -75,7 +85,7 @@ class Output:
     def resume(self) -> None:
         if self.open and self.paused:
             self.paused = False
-            self.loop.add_reader(self.fd, self.readable)
+            self.loop.add_reader(self.fd, self.readable, edge=self.edge)
 
     def stop(self) -> None:
         self.open = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+EPOLLET = 1 << 31  # in an epoll registration's events (fdinfo's ``tfd:`` lines)
 SIGKILL_BIT = 1 << (9 - 1)  # bit of SIGKILL in the SigPnd / ShdPnd masks
 PF_EXITING = 0x4  # include/linux/sched.h: the task is in do_exit
 
@@ -42,3 +43,23 @@ def dead_or_dying(pid: int) -> str:
         return "gone"
     pending = int(status["SigPnd"], 16) | int(status["ShdPnd"], 16)
     return "SIGKILL pending" if pending & SIGKILL_BIT else ""
+
+
+def ptmx_registrations(pid: int) -> list[int]:
+    """The events words process ``pid``'s epoll instances hold for its pty masters
+    (/dev/ptmx, char 5:2), one per registration, from the ``tfd:`` lines of its fdinfo."""
+    found = []
+    for name in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            with open(f"/proc/{pid}/fdinfo/{name}") as f:
+                lines = [line.split() for line in f if line.startswith("tfd:")]
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        for words in lines:  # tfd: FD events: HEX data: ...
+            try:
+                rdev = os.stat(f"/proc/{pid}/fd/{words[1]}").st_rdev
+            except OSError:
+                continue
+            if (os.major(rdev), os.minor(rdev)) == (5, 2):
+                found.append(int(words[3], 16))
+    return found

@@ -257,6 +257,7 @@ class SeedShim:
             bufsize=self.opts.buffer_size,
             on_eof=self._output_eof,
             name="pty->stdout",
+            edge=True,  # a pty master (shell/loop.py)
         )
         self.outputs_open += 1
         self.pumps.append(out.start())

@@ -215,7 +215,14 @@ class ProcIO:
     def _pump(self, src: int, dst: int, bufsize: int = 0) -> None:
         from epollshim.shell.pump import Pump  # a relay only (terminal, file, logger)
 
-        pump = Pump(self.loop, src, dst, bufsize=bufsize or self.bufsize, on_eof=self._output_eof)
+        pump = Pump(
+            self.loop,
+            src,
+            dst,
+            bufsize=bufsize or self.bufsize,
+            on_eof=self._output_eof,
+            edge=src == self.master,  # a pty master (shell/loop.py)
+        )
         pump.splice = _is_pipe(dst)  # EINVAL on a file with O_APPEND: skip the useless try
         self.outputs_open += 1
         self.pumps.append(pump.start())

@@ -29,6 +29,7 @@ from v2support import (
 )
 
 from epollshim.tools.containerd import PrivateContainerd
+from epollshim.tools.procfs import EPOLLET, ptmx_registrations
 
 pytestmark = pytest.mark.containerd
 
@@ -129,6 +130,24 @@ def test_run_tty_resize_and_exit_code(
         assert term.exit_status() == 7
     assert unique_id not in containers(containerd)
     assert unique_id not in tasks(containerd)
+
+
+def test_run_tty_the_shim_waits_on_the_pty_master_edge_triggered(
+    containerd: PrivateContainerd, unique_id: str
+) -> None:
+    """Level-triggered, every wait of the loop would poll the master again, and n_tty's poll
+    waits for the tty's buffer worker when the container writes (shell/loop.py): no call
+    would be read meanwhile. epollshim only: runc-v2 (Go's poller) registers every fd so."""
+    argv = ctr_argv(
+        containerd, "run", "-t", "--rm", "--runtime", EPOLL, containerd.image or "", unique_id
+    )
+    with Terminal([*argv, "sh"], rows=24, cols=80) as term:
+        term.type("echo READY-$((40+2))\r")
+        term.expect(rb"READY-42")
+        flags = ptmx_registrations(shim_pid_of(tasks(containerd)[unique_id][0]))
+        term.type("exit 3\r")
+        assert term.exit_status() == 3
+    assert flags and all(f & EPOLLET for f in flags), [hex(f) for f in flags]
 
 
 def test_run_tty_output_is_drained_before_the_exit(

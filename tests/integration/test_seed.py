@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from epollshim.tools.procfs import EPOLLET, ptmx_registrations
+
 from .conftest import SeedFactory, Workdir
 from .supervisor import Shim, pid_alive, wait_for
 
@@ -204,6 +206,19 @@ def test_resize_seen_by_stty(seed: SeedFactory) -> None:
     shim.write_stdin(b"\n")
     shim.read_until(lambda out: b"50 132\r\n" in out, "the second size")
     assert finish(shim) == 0
+
+
+def test_the_shim_waits_on_the_pty_master_edge_triggered(seed: SeedFactory) -> None:
+    """Level-triggered, every wait of the loop would poll the master again, and n_tty's poll
+    waits for the tty's buffer worker when the container writes (shell/loop.py)."""
+    shim = seed(["cat"], terminal=True)
+    shim.write_stdin(b"ping\n")
+    shim.read_until(lambda out: b"ping\r\n" in out, "the echo")
+    assert shim.proc is not None
+    flags = ptmx_registrations(shim.proc.pid)
+    end_input(shim, True)
+    assert finish(shim) == 0
+    assert flags and all(f & EPOLLET for f in flags), [hex(f) for f in flags]
 
 
 def test_control_garbage_is_ignored(seed: SeedFactory, terminal: bool) -> None:

@@ -4,9 +4,12 @@ back-pressure, the control FIFOs, and a check that the podman harness can fail."
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import socket
 import subprocess
+import sys
+import tty
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ from podmansupport import PrivatePodman, alive, k8s_lines
 
 from epollshim.conmon.attach import STDERR, STDOUT, AttachServer
 from epollshim.conmon.k8slog import K8sLog, lines
-from epollshim.conmon.relay import CtlReader, WinszReader, make_fifo
+from epollshim.conmon.relay import CtlReader, Output, WinszReader, make_fifo
 from epollshim.log import Log
 from epollshim.shell.loop import Loop
 
@@ -208,3 +211,40 @@ def test_broadcast_sizes(tmp_path: Path, size: int) -> None:
     srv.close()
     c.close()
     loop.close()
+
+
+@pytest.mark.parametrize("size", [10, 200_000])
+def test_an_edge_output_reads_a_pty_to_its_end(size: int) -> None:
+    """A pty master's ``Output`` is edge-triggered: the slave's last close wakes the loop
+    once, so the reads go on past short ones to EIO (shell/loop.py ``drained``). 200 kB
+    are more than the pty holds: the child writes them while the loop reads."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    sent = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    code = "import os, sys; os.write(1, sys.stdin.buffer.read())"  # one write, then exit
+    writer = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=slave)
+    os.close(slave)
+    assert writer.stdin is not None
+    writer.stdin.write(sent)
+    writer.stdin.close()
+    if size < 4096:  # the pty holds it all: bytes and hangup come as one wake-up
+        writer.wait(30)
+    loop = Loop()
+    got = bytearray()
+    ended: list[Output] = []
+
+    def end(output: Output) -> None:
+        ended.append(output)
+        loop.stop()
+
+    try:
+        out = Output(loop, master, "stdout", STDOUT, lambda o, data: got.extend(data), end, True)
+        out.start()
+        loop.call_later(10, loop.stop)  # a stall ends the wait, and the test fails
+        loop.run()
+    finally:
+        loop.close()
+        os.close(master)
+        writer.wait(30)
+    assert ended == [out] and bytes(got) == sent

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 from podmansupport import PrivatePodman, Terminal, poll, run_args
 
+from epollshim.tools.procfs import EPOLLET, ptmx_registrations
+
 ECHO_LOOP = 'stty size; while read l; do [ "$l" = q ] && exit 5; echo "got-$l"; stty size; done'
 
 
@@ -90,3 +92,19 @@ def test_detach_and_attach(podman: PrivatePodman, terminals: list[Terminal]) -> 
     again.type(b"\x04")  # ^D: read ends, the container exits 4
     again.exit_status()
     assert podman.ok("wait", "dt").strip() == "4"
+
+
+def test_run_it_the_monitor_waits_on_the_pty_master_edge_triggered(
+    podman: PrivatePodman, terminals: list[Terminal], request: pytest.FixtureRequest
+) -> None:
+    """Level-triggered, every wait of the loop would poll the master again, and n_tty's poll
+    waits for the tty's buffer worker when the container writes (shell/loop.py)."""
+    if request.node.callspec.params["podman"] != "epollshim":
+        pytest.skip("conmon waits with glib's poll(2): no epoll registration to look at")
+    term = spawn(terminals, podman.argv(*run_args("sh", "-c", ECHO_LOOP, opts=("--rm", "-it"))))
+    term.expect(b"24 80\r\n")
+    monitors = podman.monitor_pids()
+    flags = [f for pid in monitors for f in ptmx_registrations(pid)]
+    term.type(b"q\n")
+    assert term.exit_status() == 5
+    assert len(monitors) == 1 and flags and all(f & EPOLLET for f in flags), flags
