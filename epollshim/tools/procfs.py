@@ -45,21 +45,29 @@ def dead_or_dying(pid: int) -> str:
     return "SIGKILL pending" if pending & SIGKILL_BIT else ""
 
 
+def epoll_registrations(pid: int, epfd: int) -> dict[int, int]:
+    """{fd: events word} of the registrations of process ``pid``'s epoll instance ``epfd``,
+    from the ``tfd: FD events: HEX data: ...`` lines of its fdinfo ({} for another kind
+    of fd)."""
+    with open(f"/proc/{pid}/fdinfo/{epfd}") as f:
+        rows = [line.split() for line in f if line.startswith("tfd:")]
+    return {int(words[1]): int(words[3], 16) for words in rows}
+
+
 def ptmx_registrations(pid: int) -> list[int]:
     """The events words process ``pid``'s epoll instances hold for its pty masters
-    (/dev/ptmx, char 5:2), one per registration, from the ``tfd:`` lines of its fdinfo."""
+    (/dev/ptmx, char 5:2), one per registration."""
     found = []
     for name in os.listdir(f"/proc/{pid}/fdinfo"):
         try:
-            with open(f"/proc/{pid}/fdinfo/{name}") as f:
-                lines = [line.split() for line in f if line.startswith("tfd:")]
+            registered = epoll_registrations(pid, int(name))
         except FileNotFoundError:  # closed meanwhile
             continue
-        for words in lines:  # tfd: FD events: HEX data: ...
+        for fd, events in registered.items():
             try:
-                rdev = os.stat(f"/proc/{pid}/fd/{words[1]}").st_rdev
+                rdev = os.stat(f"/proc/{pid}/fd/{fd}").st_rdev
             except OSError:
                 continue
             if (os.major(rdev), os.minor(rdev)) == (5, 2):
-                found.append(int(words[3], 16))
+                found.append(events)
     return found

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from epollshim.shell.loop import Loop
+from epollshim.tools.procfs import EPOLLET, epoll_registrations
 
 
 @pytest.fixture
@@ -204,15 +205,9 @@ def test_a_bulk_callback_removed_earlier_in_its_batch_is_not_called() -> None:
 
 def _epoll_flags(loop: Loop, fd: int) -> int:
     """The events word the kernel holds for ``fd`` in the loop's epoll (its fdinfo)."""
-    with open(f"/proc/self/fdinfo/{loop.selector.fileno()}") as f:
-        for line in f:
-            words = line.split()
-            if words[:1] == ["tfd:"] and int(words[1]) == fd:
-                return int(words[3], 16)
-    raise AssertionError(f"fd {fd} is not in the loop's epoll")
-
-
-EPOLLET = 1 << 31
+    registered = epoll_registrations(os.getpid(), loop.selector.fileno())
+    assert fd in registered, f"fd {fd} is not in the loop's epoll"
+    return registered[fd]
 
 
 def _ready(loop: Loop) -> list[int]:
