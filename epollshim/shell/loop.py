@@ -158,7 +158,8 @@ class Loop:
         cbs[which] = cb
         self._update(fd)
 
-    def _bulk(self, fd: int, bulk: bool, edge: bool) -> None:
+    def _mark(self, fd: int, bulk: bool, edge: bool) -> None:
+        """Bulk as the last ``add_*`` says; edge once any says so (both end unregistered)."""
         if bulk:
             self.bulk.add(fd)
         else:
@@ -167,7 +168,7 @@ class Loop:
             self.edge.add(fd)
 
     def add_reader(self, fd: int, cb: Callback, *, bulk: bool = False, edge: bool = False) -> None:
-        self._bulk(fd, bulk, edge)
+        self._mark(fd, bulk, edge)
         self._set(fd, 0, cb)
 
     def remove_reader(self, fd: int) -> None:
@@ -175,7 +176,7 @@ class Loop:
             self._set(fd, 0, None)
 
     def add_writer(self, fd: int, cb: Callback, *, bulk: bool = False, edge: bool = False) -> None:
-        self._bulk(fd, bulk, edge)
+        self._mark(fd, bulk, edge)
         self._set(fd, 1, cb)
 
     def remove_writer(self, fd: int) -> None:
