@@ -6,6 +6,9 @@ APT_PACKAGES := runc busybox-static containerd conmon podman python3
 # when it is our version (statically linked, PGO+LTO: faster start, less memory), else ours.
 SHIM_PYTHON ?= auto
 STAMP := .make-dev.stamp
+# The launchers' bytecode and the v2 daemon's code pack follow the sources (a stale pack
+# only costs start-up time, but tests/shell/test_codepack.py checks it is fresh).
+PACK_STAMP := .make-packs.stamp
 # pip's console scripts run `site` first (~100 ms, ~3 MB per shim here): these
 # launchers start python -IS instead, next to the interpreter's scripts.
 INSTALL_LAUNCHERS = $(PYTHON) -m epollshim install-launchers --python $(SHIM_PYTHON) \
@@ -29,7 +32,11 @@ $(STAMP): pyproject.toml
 	$(INSTALL_LAUNCHERS)
 	@touch $@
 
-dev: deps $(STAMP)  ## deps + the package (editable) with test and lint tools
+$(PACK_STAMP): $(STAMP) $(shell find epollshim -name '*.py')
+	$(INSTALL_LAUNCHERS)
+	@touch $@
+
+dev: deps $(STAMP) $(PACK_STAMP)  ## deps + the package (editable) with test and lint tools
 
 fmt: $(STAMP)  ## format the code
 	ruff format epollshim tests bench
@@ -62,5 +69,5 @@ diagram: $(STAMP)  ## the state table as a Mermaid diagram
 	$(PYTHON) -m epollshim.core.diagram
 
 clean:
-	rm -rf $(STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(STAMP) $(PACK_STAMP) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

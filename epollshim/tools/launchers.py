@@ -142,6 +142,32 @@ def _precompile(python: str) -> bool:
     return r.returncode == 0
 
 
+# Code packs (epollshim.codepack) built for the launchers that run ``-OO``: launcher ->
+# the module whose start-up imports its pack holds.
+PACKS = {"containerd-shim-epollshim-v2": "epollshim.v2.daemon"}
+
+
+def _build_packs(python: str) -> None:
+    """Write each ``PACKS`` pack with ``python -I -S -OO``, as the launcher runs it; a
+    failure is only slower starts (the shim imports the normal way), so it is reported."""
+    for entry in PACKS.values():
+        code = (
+            f"import sys;sys.path.insert(0,{PACKAGE_PARENT!r});"
+            "from epollshim import codepack as c;import epollshim as e,os;"
+            f"p=c.pack_path({entry!r},os.path.dirname(e.__file__));"
+            f"print(p,c.build({entry!r},p))"
+        )
+        r = subprocess.run(
+            [python, "-I", "-S", "-OO", "-c", code], capture_output=True, text=True, check=False
+        )
+        if r.returncode != 0:
+            why = (r.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"install-launchers: no code pack for {entry}: {why}")
+        else:
+            path, count = r.stdout.split()
+            print(f"code pack: {path} ({count} modules)")
+
+
 USAGE = "usage: epollshim install-launchers [--python PATH|auto] [DIR]"
 
 
@@ -166,6 +192,8 @@ def install_launchers(argv: list[str]) -> int:
         return 2
     optimized = _precompile(python)
     print(f"interpreter: {python}{' (-OO for ' + ', '.join(OPTIMIZED) + ')' if optimized else ''}")
+    if optimized:
+        _build_packs(python)
     for name, target in LAUNCHERS.items():
         path = os.path.join(directory, name)
         tmp = path + ".tmp"

@@ -17,6 +17,10 @@ Rules:
 import os
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
 VALUE_FLAGS = ("namespace", "address", "publish-binary", "id", "bundle", "socket", "fd")
 BOOL_FLAGS = ("debug", "v")
 VERSION = "epollshim v2 (containerd runtime v2 shim, ttrpc)"
@@ -79,11 +83,30 @@ def daemon_failed(e: BaseException) -> int:
     return 1
 
 
+# The daemon's imports come from its code pack when there is a fresh one (codepack.py).
+DAEMON_MODULE = "epollshim.v2.daemon"
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def import_daemon() -> "tuple[Callable[[Flags, int], int], int]":
+    """The daemon's ``serve``, and how many of the modules it took the code pack served."""
+    from epollshim import codepack
+
+    pack = codepack.load(codepack.pack_path(DAEMON_MODULE, PACKAGE_DIR))
+    try:
+        from epollshim.v2.daemon import serve
+    finally:
+        codepack.unload(pack)
+        # start-up is over: nothing imports through it again, so its code (~20 KiB) goes
+        sys.modules.pop("epollshim.codepack", None)
+        vars(sys.modules["epollshim"]).pop("codepack", None)
+    return serve, pack.served if pack else 0
+
+
 def serve_forked(flags: Flags) -> int:
     """The daemon forked by ``start``: serve the listening socket ``-fd`` until shutdown."""
     try:
-        from epollshim.v2.daemon import serve
-
+        serve, _ = import_daemon()
         return serve(flags, int(flags.get("fd")))
     except BaseException as e:
         return daemon_failed(e)

@@ -7,8 +7,9 @@ Rules (spec sections 2.3, 2.4, 2.6):
   ``log`` FIFO (non-blocking: a full log never stalls the loop), and the listening socket.
 - The daemon is a fork of this process when this one runs without ``site`` (the lean
   launcher: ``python -IS``): it skips a second interpreter start-up (~10 ms on every
-  container start) and imports its modules itself, after the fork, while ``start``
-  answers containerd. It drops ``start`` from its command line (``/proc/self/mem`` over
+  container start) and imports its modules itself, after the fork (from the code pack
+  ``install-launchers`` writes, ``epollshim/codepack.py``), while ``start`` answers
+  containerd. It drops ``start`` from its command line (``/proc/self/mem`` over
   its own argv), so ``ps`` shows ``containerd-shim-epollshim-v2 -namespace NS -address A
   -publish-binary B -id ID``, the form runc-v2's daemon has. Started with ``site`` (pip's
   console script), ``start`` execs a fresh ``sys.executable -I -S`` instead, so the
