@@ -6,8 +6,9 @@ APT_PACKAGES := runc busybox-static containerd conmon podman python3
 # when it is our version (statically linked, PGO+LTO: faster start, less memory), else ours.
 SHIM_PYTHON ?= auto
 STAMP := .make-dev.stamp
-# The launchers' bytecode and the v2 daemon's code pack follow the sources (a stale pack
-# only costs start-up time, but tests/shell/test_codepack.py checks it is fresh).
+# The launchers (after pip, which rewrites the console scripts), their bytecode and the v2
+# daemon's code pack follow the sources (a stale pack only costs start-up time, but
+# tests/shell/test_codepack.py checks it is fresh).
 PACK_STAMP := .make-packs.stamp
 # pip's console scripts run `site` first (~100 ms, ~3 MB per shim here): these
 # launchers start python -IS instead, next to the interpreter's scripts.
@@ -29,7 +30,6 @@ deps:  ## install runc, busybox-static, containerd, conmon and podman from Debia
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q -e '.[dev]'
-	$(INSTALL_LAUNCHERS)
 	@touch $@
 
 $(PACK_STAMP): $(STAMP) $(shell find epollshim -name '*.py')
