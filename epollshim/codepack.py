@@ -25,8 +25,8 @@ Rules:
 - Imports only ``os``, ``sys`` and ``marshal`` (built in): it runs before everything else.
 
 Format: 8 bytes (little-endian) giving the index's length, the index (``marshal``:
-``(MAGIC_NUMBER, {module: (source, mtime_ns, size, is_package, offset, length)})``), then
-each module's ``marshal``-ed code object at its offset.
+``(FORMAT, MAGIC_NUMBER, {module: (source, mtime_ns, size, is_package, offset, length)})``),
+then the modules' ``marshal``-ed code objects, each at its offset from the end of the index.
 """
 
 import marshal
@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _bootstrap = sys.modules["_frozen_importlib"]  # ModuleSpec, without importing importlib
 _external = sys.modules["_frozen_importlib_external"]  # MAGIC_NUMBER
 HEADER = 8  # the index's length
+FORMAT = 2  # of the layout: a pack of another is not used
 
 
 def pack_path(entry: str, package_dir: str) -> str:
@@ -78,11 +79,7 @@ def build(entry: str, path: str) -> int:
         index[name] = (source, st.st_mtime_ns, st.st_size, package, offset, len(code))
         codes.append(code)
         offset += len(code)
-    head = marshal.dumps((_external.MAGIC_NUMBER, index))
-    base = HEADER + len(head)  # offsets so far count from the first code
-    index = {name: (*e[:4], base + e[4], e[5]) for name, e in index.items()}
-    head = marshal.dumps((_external.MAGIC_NUMBER, index))
-    assert HEADER + len(head) == base, "the index changed size"  # same ints, same lengths
+    head = marshal.dumps((FORMAT, _external.MAGIC_NUMBER, index))
     tmp = f"{path}.{os.getpid()}.tmp"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
@@ -101,8 +98,9 @@ def build(entry: str, path: str) -> int:
 class Finder:
     """A ``sys.meta_path`` finder and loader serving a pack's modules."""
 
-    def __init__(self, fd: int, index: "dict[str, Entry]") -> None:
+    def __init__(self, fd: int, base: int, index: "dict[str, Entry]") -> None:
         self.fd = fd
+        self.base = base  # where the codes start
         self.index = index
         self.end = os.fstat(fd).st_size  # a truncated pack serves what it still holds
         self.served = 0  # modules imported from the pack (for tests and traces)
@@ -114,7 +112,7 @@ class Finder:
         if entry is None:
             return None
         source, mtime_ns, size, package, offset, length = entry
-        if offset + length > self.end:
+        if self.base + offset + length > self.end:
             return None
         try:
             st = os.stat(source)
@@ -134,7 +132,7 @@ class Finder:
 
     def exec_module(self, module: "ModuleType") -> None:
         offset, length = self.index.pop(module.__name__)[4:]
-        code = marshal.loads(os.pread(self.fd, length, offset))
+        code = marshal.loads(os.pread(self.fd, length, self.base + offset))
         self.served += 1
         exec(code, module.__dict__)
 
@@ -148,14 +146,14 @@ def load(path: str) -> Finder | None:
         return None
     try:
         size = int.from_bytes(os.read(fd, HEADER), "little")
-        magic, index = marshal.loads(os.read(fd, size))
-        usable = magic == _external.MAGIC_NUMBER and isinstance(index, dict)
+        form, magic, index = marshal.loads(os.read(fd, size))
+        usable = form == FORMAT and magic == _external.MAGIC_NUMBER and isinstance(index, dict)
     except (OSError, EOFError, ValueError, TypeError, OverflowError, MemoryError):
         usable = False  # unreadable, truncated, not a pack
     if not usable:
         os.close(fd)
         return None
-    finder = Finder(fd, index)
+    finder = Finder(fd, HEADER + size, index)
     sys.meta_path.insert(0, finder)
     return finder
 

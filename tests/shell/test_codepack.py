@@ -116,10 +116,11 @@ def test_the_same_mtime_and_another_size_is_a_change(package: tuple[Path, Path])
         b"",
         b"not marshal data",
         b"\xff" * 8 + b"an index that long is not there",
+        "other-format",
         "other-magic",
         "other-shape",
     ],
-    ids=["missing", "empty", "garbage", "too-long", "other-magic", "other-shape"],
+    ids=["missing", "empty", "garbage", "too-long", "other-format", "other-magic", "other-shape"],
 )
 def test_no_pack_or_an_unusable_one_changes_nothing(
     package: tuple[Path, Path], content: bytes | str | None
@@ -130,8 +131,14 @@ def test_no_pack_or_an_unusable_one_changes_nothing(
     elif isinstance(content, str):  # a well-formed header over the pack's own codes
         data = pack.read_bytes()
         size = int.from_bytes(data[:8], "little")
-        magic, index = marshal.loads(data[8 : 8 + size])
-        head = marshal.dumps((b"\0\0\r\n", index) if content == "other-magic" else (magic, [1]))
+        form, magic, index = marshal.loads(data[8 : 8 + size])
+        head = marshal.dumps(
+            {
+                "other-format": (form + 1, magic, index),
+                "other-magic": (form, b"\0\0\r\n", index),
+                "other-shape": (form, magic, [1]),
+            }[content]
+        )
         pack.write_bytes(len(head).to_bytes(8, "little") + head + data[8 + size :])
     else:
         pack.write_bytes(content)
