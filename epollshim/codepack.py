@@ -13,7 +13,8 @@ Rules:
 - A pack only ever saves time: a module whose source changed since the pack was built
   (mtime or size differ, as a ``.pyc`` is checked), a pack of another interpreter
   (magic number) or layout (``FORMAT``), a missing or unreadable pack, the modules a
-  truncated pack no longer holds: those imports go the normal way.
+  truncated or damaged pack no longer holds (read and checked before a module is
+  created): those imports go the normal way.
 - Modules keep their identity: ``__file__``, ``__spec__.origin`` and the code's file name
   are the source's, so tracebacks, ``linecache`` and ``inspect`` read the source as usual.
 - One pack per interpreter and optimisation level, like ``.pyc`` files, beside them:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
 _bootstrap = sys.modules["_frozen_importlib"]  # ModuleSpec, without importing importlib
 _external = sys.modules["_frozen_importlib_external"]  # MAGIC_NUMBER
 HEADER = 8  # the index's length
+_CODE = type((lambda: None).__code__)  # types.CodeType, without importing types
 FORMAT = 2  # of the layout: a pack of another is not used
 
 
@@ -102,27 +104,27 @@ class Finder:
         self.fd = fd
         self.base = base  # where the codes start
         self.index = index
-        self.end = os.fstat(fd).st_size  # a truncated pack serves what it still holds
         self.served = 0  # modules imported from the pack (for tests and traces)
 
     def find_spec(
         self, name: str, path: "Sequence[str] | None" = None, target: "ModuleType | None" = None
     ) -> "ModuleSpec | None":
-        entry = self.index.get(name)
+        entry = self.index.pop(name, None)  # asked once: served now, or the normal way
         if entry is None:
             return None
         source, mtime_ns, size, package, offset, length = entry
-        if self.base + offset + length > self.end:
-            return None
         try:
             st = os.stat(source)
-        except OSError:
+            if st.st_mtime_ns != mtime_ns or st.st_size != size:
+                return None  # changed since the build: the normal way, fresh
+            code = marshal.loads(os.pread(self.fd, length, self.base + offset))
+        except (OSError, EOFError, ValueError, TypeError):  # the source gone; a damaged pack
             return None
-        if st.st_mtime_ns != mtime_ns or st.st_size != size:
-            del self.index[name]  # changed since the build: the normal way, fresh
-            return None
+        if not isinstance(code, _CODE):
+            return None  # a truncated or damaged pack: what it no longer holds
         spec: ModuleSpec = _bootstrap.ModuleSpec(name, self, origin=source, is_package=package)
         spec.has_location = True  # __file__ is the source
+        spec.loader_state = code
         if package:
             spec.submodule_search_locations = [os.path.dirname(source)]
         return spec
@@ -131,8 +133,9 @@ class Finder:
         return None  # the default module object
 
     def exec_module(self, module: "ModuleType") -> None:
-        offset, length = self.index.pop(module.__name__)[4:]
-        code = marshal.loads(os.pread(self.fd, length, self.base + offset))
+        spec = module.__spec__
+        assert spec is not None  # for the type checker: the import system set it
+        code, spec.loader_state = spec.loader_state, None
         self.served += 1
         exec(code, module.__dict__)
 

@@ -153,6 +153,20 @@ def test_a_truncated_pack_serves_what_it_still_holds(package: tuple[Path, Path])
     assert run(root, pack, IMPORT_A)[:2] == [str(len(PACKED) - 1), "11"]
 
 
+def test_a_damaged_module_in_a_pack_is_imported_from_its_source(
+    package: tuple[Path, Path],
+) -> None:
+    root, pack = package
+    data = bytearray(pack.read_bytes())
+    size = int.from_bytes(data[:8], "little")
+    _, _, index = marshal.loads(bytes(data[8 : 8 + size]))
+    offset, length = index["pk.b"][4:]
+    start = 8 + size + offset
+    data[start : start + length] = b"\xff" * length  # not marshal data
+    pack.write_bytes(bytes(data))
+    assert run(root, pack, IMPORT_A)[:2] == [str(len(PACKED) - 1), "11"]
+
+
 def test_unload_hands_later_imports_back(package: tuple[Path, Path]) -> None:
     root, pack = package
     body = (
