@@ -88,6 +88,14 @@ DAEMON_MODULE = "epollshim.v2.daemon"
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def forget(module: str) -> None:
+    """Drop ``module`` (imported, never needed again) from ``sys.modules`` and from its
+    package, so its code and objects go (the forked daemon: ``start``, ``codepack``)."""
+    package, _, name = module.rpartition(".")
+    sys.modules.pop(module, None)
+    vars(sys.modules[package]).pop(name, None)
+
+
 def import_daemon() -> "tuple[Callable[[Flags, int], int], int]":
     """The daemon's ``serve``, and how many of the modules it took the code pack served."""
     from epollshim import codepack
@@ -97,9 +105,7 @@ def import_daemon() -> "tuple[Callable[[Flags, int], int], int]":
         from epollshim.v2.daemon import serve
     finally:
         codepack.unload(pack)
-        # start-up is over: nothing imports through it again, so its code (~20 KiB) goes
-        sys.modules.pop("epollshim.codepack", None)
-        vars(sys.modules["epollshim"]).pop("codepack", None)
+        forget("epollshim.codepack")  # start-up is over: ~20 KiB of code
     return serve, pack.served if pack else 0
 
 
@@ -134,10 +140,9 @@ def main() -> None:
         status = start.run(flags)
         if status != start.DAEMON:
             os._exit(status)
-        # the forked daemon: nothing of ``start`` runs again, so its code (~40 KiB) goes
+        # the forked daemon: nothing of ``start`` runs again (~40 KiB of code)
         del start
-        sys.modules.pop("epollshim.v2.start", None)
-        vars(sys.modules["epollshim.v2"]).pop("start", None)
+        forget("epollshim.v2.start")
         os._exit(serve_forked(flags))
     from epollshim.v2.delete import run as delete
 
