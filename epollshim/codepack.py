@@ -51,13 +51,14 @@ _CODE = type((lambda: None).__code__)  # types.CodeType, without importing types
 FORMAT = 2  # of the layout: a pack of another is not used
 
 
-def pack_path(entry: str, package_dir: str) -> str:
-    """Where the pack of ``entry`` (a module of the package in ``package_dir``) lives for
-    this interpreter and ``-O`` level."""
+def pack_path(entry: str) -> str:
+    """Where the pack of ``entry`` lives for this interpreter and ``-O`` level: beside the
+    ``.pyc`` files of its top-level package (imported already)."""
+    package = sys.modules[entry.partition(".")[0]]
     level = sys.flags.optimize
     opt = f".opt-{level}" if level else ""
     name = f"{entry}.{sys.implementation.cache_tag}{opt}.pack"
-    return os.path.join(package_dir, "__pycache__", name)
+    return os.path.join(os.path.dirname(str(package.__file__)), "__pycache__", name)
 
 
 def build(entry: str, path: str) -> int:

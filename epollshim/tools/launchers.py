@@ -15,6 +15,7 @@ import sysconfig
 
 from epollshim import lean
 from epollshim.lean import PACKAGE_PARENT
+from epollshim.v2.main import DAEMON_MODULE
 
 LAUNCHERS = {
     "epollshim": "epollshim.cli:main",
@@ -144,7 +145,7 @@ def _precompile(python: str) -> bool:
 
 # Code packs (epollshim.codepack) built for the launchers that run ``-OO``: launcher ->
 # the module whose start-up imports its pack holds.
-PACKS = {"containerd-shim-epollshim-v2": "epollshim.v2.daemon"}
+PACKS = {"containerd-shim-epollshim-v2": DAEMON_MODULE}
 
 
 def _build_packs(python: str) -> None:
@@ -153,8 +154,7 @@ def _build_packs(python: str) -> None:
     for entry in PACKS.values():
         code = (
             f"import sys;sys.path.insert(0,{PACKAGE_PARENT!r});"
-            "from epollshim import codepack as c;import epollshim as e,os;"
-            f"p=c.pack_path({entry!r},os.path.dirname(e.__file__));"
+            f"from epollshim import codepack as c;p=c.pack_path({entry!r});"
             f"print(p,c.build({entry!r},p))"
         )
         r = subprocess.run(

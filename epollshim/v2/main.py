@@ -85,7 +85,6 @@ def daemon_failed(e: BaseException) -> int:
 
 # The daemon's imports come from its code pack when there is a fresh one (codepack.py).
 DAEMON_MODULE = "epollshim.v2.daemon"
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def forget(module: str) -> None:
@@ -100,7 +99,7 @@ def import_daemon() -> "tuple[Callable[[Flags, int], int], int]":
     """The daemon's ``serve``, and how many of the modules it took the code pack served."""
     from epollshim import codepack
 
-    pack = codepack.load(codepack.pack_path(DAEMON_MODULE, PACKAGE_DIR))
+    pack = codepack.load(codepack.pack_path(DAEMON_MODULE))
     try:
         from epollshim.v2.daemon import serve
     finally:
