@@ -92,7 +92,11 @@ _scan: "Any" = None  # the C scanner, made at the first loads
 def loads(text: str | bytes | bytearray) -> "Any":
     """``json.loads(text)``; bytes must be UTF-8 (a BOM is allowed, as json allows it)."""
     global _scan
-    doc = text if isinstance(text, str) else bytes(text).decode("utf-8-sig")
+    if isinstance(text, str):
+        doc = text
+    else:  # what decode("utf-8-sig") does, without importing that codec (~0.25 ms)
+        raw = bytes(text)
+        doc = (raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw).decode()
     if doc.count("[") + doc.count("{") <= MAX_DEPTH:  # then nothing nests deeper
         if _scan is None:
             import _json  # dumps imports it too
