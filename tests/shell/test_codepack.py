@@ -19,12 +19,15 @@ from epollshim.tools import launchers
 
 MODULES = {
     "pk/__init__.py": "",
-    "pk/a.py": "from pk import b\nfrom pk.sub import c\nVALUE = b.VALUE + c.VALUE\n",
+    "pk/a.py": "import colorsys\nfrom pk import b\nfrom pk.sub import c\n"
+    "VALUE = b.VALUE + c.VALUE\n",
     "pk/b.py": "VALUE = 1\n\ndef fail():\n    raise RuntimeError('from b')  # the line\n",
     "pk/sub/__init__.py": "",
     "pk/sub/c.py": "VALUE = 10\n",
 }
-PACKED = {"pk", "pk.a", "pk.b", "pk.sub", "pk.sub.c"}
+# colorsys: a module of the standard library that pk.a brings in (those imported before the
+# build, such as traceback's, are not packed)
+PACKED = {"pk", "pk.a", "pk.b", "pk.sub", "pk.sub.c", "colorsys"}
 
 # Run in the child: ``PACK`` is the pack's path, then the test's statements.
 PRELUDE = f"""
@@ -71,14 +74,15 @@ def test_a_pack_serves_every_module_under_its_own_name(package: tuple[Path, Path
     body = IMPORT_A + (
         "packed = [n for n, m in sys.modules.items() if getattr(m, '__loader__', 0) is finder]\n"
         "print(sorted(packed))\n"
-        "print(pk.b.__file__, pk.sub.__path__[0])\n"
+        "print(pk.b.__file__, pk.sub.__path__[0], sys.modules['colorsys'].__file__)\n"
         "try:\n    pk.b.fail()\nexcept RuntimeError:\n"
         "    print(traceback.format_exc().replace(chr(10), ' | '))\n"
     )
     served, value, names, files, tb = run(root, pack, body)[:5]
     assert (served, value) == (str(len(PACKED)), "11")
     assert names == repr(sorted(PACKED))
-    assert files == f"{root / 'pk' / 'b.py'} {root / 'pk' / 'sub'}"
+    stdlib = os.path.join(os.path.dirname(os.__file__), "colorsys.py")
+    assert files == f"{root / 'pk' / 'b.py'} {root / 'pk' / 'sub'} {stdlib}"
     assert f'{root / "pk" / "b.py"}", line 4' in tb and "raise RuntimeError('from b')" in tb
 
 
@@ -179,15 +183,17 @@ def test_unload_hands_later_imports_back(package: tuple[Path, Path]) -> None:
 
 def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
     """What ``make dev`` installed: the forked daemon's imports, on the launchers'
-    interpreter with ``-OO``, take every module of ours from the pack (none stale or
-    missing), through the function the daemon uses."""
+    interpreter with ``-OO``, take every module with a source file (ours, and the standard
+    library's, ``selectors`` among them) from the pack (none stale or missing), through the
+    function the daemon uses."""
     python = launchers.choose_python("auto")
     body = (
         "from epollshim.v2 import main\n"
         "before = set(sys.modules)\n"
         "serve, served = main.import_daemon()\n"
-        "ours = [n for n in set(sys.modules) - before if n.startswith('epollshim')]\n"
-        "print(served, len(ours))\n"
+        "new = [m for n, m in sys.modules.items() if n not in before]\n"
+        "sourced = [m for m in new if (getattr(m, '__file__', '') or '').endswith('.py')]\n"
+        "print(served, len(sourced), 'selectors' in sys.modules)\n"
     )
     r = subprocess.run(
         [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
@@ -196,9 +202,10 @@ def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    served, imported = r.stdout.split()
+    served, imported, selectors = r.stdout.split()
     assert served == imported, (
         f"the daemon's code pack served {served} of its {imported} modules: "
         "none installed, or stale (run `make dev`)"
     )
-    assert int(imported) > 20
+    assert int(imported) > 20 and selectors == "True"
+
