@@ -3,9 +3,10 @@
 Rules of this module:
 - Pure: no IO, no clock. ``google.protobuf`` is never imported (it costs 3.3 MB per
   process, DESIGN.md section 6); the tests use it as an oracle only.
-- A message is a ``Message`` subclass decorated with ``@message`` (slotted, and a dataclass
-  to the type checker), with a ``TYPE_NAME`` (full proto name, used for ``Any`` type URLs)
-  and a ``FIELDS`` tuple of ``Field`` in ascending number order. The annotated attributes
+- A message is a ``Message`` subclass decorated with ``@message`` (slotted by ``Message``'s
+  metaclass as its class statement runs, and a dataclass to the type checker), with a
+  ``TYPE_NAME`` (full proto name, used for ``Any`` type URLs) and a ``FIELDS`` tuple of
+  ``Field`` in ascending number order. The annotated attributes
   are the FIELDS names in the same order, each defaulting to the proto3 zero value:
   ``0``/``False``/``""``/``b""``, ``None`` for a message field, ``field(factory=list)``
   for ``repeated``, ``field(factory=dict)`` for a map. ``__init__``, equality and repr are
@@ -37,14 +38,11 @@ from epollshim.v2.varint import MASK64, encode_varint
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any as _Any
-    from typing import ClassVar, TypeVar, cast, dataclass_transform
+    from typing import ClassVar, TypeVar, dataclass_transform
 else:
 
     def dataclass_transform(**kwargs: object) -> object:
         return lambda cls: cls
-
-    def cast(kind: object, value: object) -> object:
-        return value
 
     def TypeVar(name: str, bound: object = None) -> object:
         return name
@@ -174,7 +172,21 @@ def field(*, factory: Callable[[], _Any]) -> _Any:
     return factory
 
 
-class Message:
+class _Slotted(type):
+    """Makes each subclass of ``Message`` with ``__slots__`` for its annotated attributes,
+    as its class statement runs: one class per message (remaking it in ``@message`` made
+    each twice, and the discarded one was garbage for the collector)."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], ns: dict[str, _Any]) -> type:
+        if bases:  # not Message itself
+            # the annotations (the type checker's only) and the defaults (slots replace them)
+            names = tuple(ns.pop("__annotations__", {}))
+            ns = {k: v for k, v in ns.items() if k not in names}
+            ns["__slots__"] = names
+        return super().__new__(mcls, name, bases, ns)
+
+
+class Message(metaclass=_Slotted):
     """Base of every message class; see the module docstring for how to declare one."""
 
     __slots__ = ()
@@ -223,26 +235,18 @@ class Message:
 
 
 M = TypeVar("M", bound=Message)
-_LEFT = ("__annotations__", "__dict__", "__weakref__")
 
 
 @dataclass_transform(field_specifiers=(field,))
 def message(cls: type[M]) -> type[M]:
-    """Class decorator: remake ``cls`` with ``__slots__`` for its annotated attributes and
-    check them against FIELDS. The type checker sees a dataclass (typed ``__init__``); at
-    run time ``Message.__init__`` serves every class, because generating code per class
-    the way dataclasses do costs ~0.3 ms and ~10 KiB for each of ~50 classes in every shim.
+    """Class decorator: check ``cls``'s slots (made by ``Message``'s metaclass from its
+    annotated attributes) against FIELDS. The type checker sees a dataclass (typed
+    ``__init__``); at run time ``Message.__init__`` serves every class, because generating
+    code per class the way dataclasses do costs ~0.3 ms and ~10 KiB for each of ~50 classes
+    in every shim.
     """
-    # inspect.get_annotations would cost ~9 ms of imports; the class's own dict is exact.
-    names = tuple(cls.__dict__.get("__annotations__", {}))  # noqa: RUF063
-    # Left behind: the defaults (slots replace them), the annotations (for the type checker
-    # only) and the ``__dict__``/``__weakref__`` descriptors of ``cls``, which would keep
-    # the discarded class alive (~2.5 KiB each) and lie about the slotted one.
-    body = {k: v for k, v in cls.__dict__.items() if k not in names and k not in _LEFT}
-    body["__slots__"] = names
-    made = cast("type[M]", type(cls.__name__, cls.__bases__, body))
-    _schema(made)
-    return made
+    _schema(cls)
+    return cls
 
 
 # ---------------------------------------------------------------------------- schema
