@@ -209,3 +209,36 @@ def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
     )
     assert int(imported) > 20 and selectors == "True"
 
+
+def test_the_daemon_imports_with_the_collector_off_and_leaves_it_on() -> None:
+    """``main.import_daemon``: one young collection (after the standard library's modules),
+    none during ours; then the collector is on with what they made frozen, and no garbage
+    among it. ``forget`` frees a module's functions without a collection."""
+    python = launchers.choose_python("auto")
+    body = (
+        "import gc, weakref\n"
+        "from epollshim.v2 import main, start\n"
+        "dropped = weakref.ref(start.run)\n"
+        "del start\n"
+        "gc.disable()\n"
+        "main.forget('epollshim.v2.start')\n"
+        "print(dropped() is None)\n"
+        "gc.enable()\n"
+        "runs = []\n"
+        "gc.callbacks.append(lambda phase, info: runs.append((phase, info['generation'])))\n"
+        "serve, served = main.import_daemon()\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 5000, runs)\n"
+        "gc.unfreeze()\n"
+        "print(gc.collect())\n"
+    )
+    r = subprocess.run(
+        [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    freed, state, garbage = r.stdout.split("\n")[:3]
+    assert freed == "True"
+    assert state == "True True [('start', 0), ('stop', 0)]"
+    assert int(garbage) < 10, f"{garbage} objects of garbage frozen by import_daemon"
