@@ -64,8 +64,16 @@ def _not_serializable(o: object) -> object:
 
 
 def dumps(obj: object) -> str:
-    """``json.dumps(obj)``: what ``json.JSONEncoder.encode`` does with its defaults."""
-    import _json  # the first dumps pays for it
+    """``json.dumps(obj)``: what ``json.JSONEncoder.encode`` does with its defaults.
+
+    A flat object of plain values (see ``_plain``; the v2 shim's ``options.json`` at Create)
+    is written here, without importing the C encoder (~0.3 ms on the way to runc create).
+    """
+    if type(obj) is dict:
+        flat = _flat(obj)
+        if flat is not None:
+            return flat
+    import _json  # the first other dumps pays for it
 
     if isinstance(obj, str):
         return str(_json.encode_basestring_ascii(obj))
@@ -75,6 +83,36 @@ def dumps(obj: object) -> str:
         {}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
     )
     return "".join(encode(obj, 0))
+
+
+def _plain(value: object) -> str | None:
+    """``value`` as json writes it, if it is None, a bool, an int or a string of printable
+    ASCII without quotes or backslashes (nothing to escape); else None."""
+    if value is None or value is True or value is False:
+        return "null" if value is None else "true" if value else "false"
+    if type(value) is int:
+        return int.__repr__(value)
+    if (
+        type(value) is str
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    ):
+        return f'"{value}"'
+    return None
+
+
+def _flat(obj: dict[object, object]) -> str | None:
+    """``obj`` as json writes it, if its keys are strings and its keys and values plain."""
+    parts = []
+    for key, value in obj.items():
+        k = _plain(key) if type(key) is str else None
+        v = _plain(value)
+        if k is None or v is None:
+            return None
+        parts.append(f"{k}: {v}")
+    return "{" + ", ".join(parts) + "}"
 
 
 class _Context:
