@@ -77,7 +77,6 @@ class Lifecycle:
             extra=opts.global_args(),
         )
         c = Container(self.ctx, req.id, bundle, opts, runtime)
-        c.private_pidns = _private_pidns(bundle)
         _write(os.path.join(bundle, "options.json"), opts.to_json().encode())
         rootfs = os.path.join(bundle, "rootfs")
         try:
@@ -105,7 +104,9 @@ class Lifecycle:
         stdio: tuple[int, int, int],
         error: str,
     ) -> None:
-        """The stdio is ready (a logging binary said so): ``runc create``."""
+        """The stdio is ready (a logging binary said so): ``runc create``. The init's guard
+        is read from config.json while runc runs (containerd waits on runc, not on that): no
+        exit is reaped before the loop runs again, so its machine is made in time."""
         p = c.proc("")
         assert p.io is not None
         if error:
@@ -113,7 +114,6 @@ class Lifecycle:
             self._release(c)
             call.fail(Code.UNKNOWN, f"failed to create init process I/O: {error}")
             return
-        p.begin()
         pidfile = os.path.join(c.bundle, "init.pid")
         console = ["--console-socket", p.io.console_path] if p.io.console_path else []
         args = ["create", "--bundle", c.bundle, "--pid-file", pidfile, *console]
@@ -122,12 +122,17 @@ class Lifecycle:
         def created(code: int, message: str) -> None:
             self._created(call, req, c, code, message)
 
+        failure = ""
         try:
             c.runtime.run(args, created, stdio=stdio)
         except SpawnError as e:
-            created(1, str(e))
+            failure = str(e)
         finally:
             p.io.ran()
+        c.private_pidns = _private_pidns(c.bundle)
+        p.begin()
+        if failure:
+            created(1, failure)
 
     def _created(
         self, call: Call, req: CreateTaskRequest, c: Container, code: int, message: str

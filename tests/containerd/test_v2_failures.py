@@ -5,13 +5,16 @@ an out-of-memory kill, an exec id used twice. Nothing may be left behind by any 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 from v2support import (
     DEADLINE,
     EPOLL,
+    RUNC,
     RUNTIMES,
     Events,
     alive,
@@ -48,6 +51,46 @@ def test_create_failure_is_reported_and_leaves_nothing(
     assert "/bin/nonexistent" in r.stderr and "no such file or directory" in r.stderr, r.stderr
     assert unique_id not in containers(containerd)
     poll("the bundle to go", lambda: not os.path.exists(bundle(containerd, unique_id)))
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_runc_that_cannot_be_run_fails_create_and_leaves_nothing(
+    containerd: PrivateContainerd,
+    containerd_available: None,
+    unique_id: str,
+    runtime: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A runc binary that does not exist: spawning ``runc create`` fails, Create answers
+    with the reason, and the container, its mount and its bundle go. runc-v2 is told by
+    ``ctr --runc-binary`` (ctr allows it for runc-v2 only); epollshim by its configuration
+    (``runtime.path``), in a containerd of its own started with ``EPOLLSHIM_CONFIG``."""
+    missing = "/nonexistent/runc"
+    if runtime == RUNC:
+        ctd, options = containerd, ["--runc-binary", missing]
+        found = _create_failure(ctd, runtime, unique_id, options)
+    else:
+        conf = os.path.join(ctd_dir := tempfile.mkdtemp(prefix="es-"), "epollshim.yaml")
+        with open(conf, "w") as f:
+            f.write(f"runtime:\n  path: {missing}\n")
+        monkeypatch.setenv("EPOLLSHIM_CONFIG", conf)
+        try:
+            with PrivateContainerd() as ctd:
+                ctd.import_image()
+                found = _create_failure(ctd, runtime, unique_id, [])
+        finally:
+            shutil.rmtree(ctd_dir, ignore_errors=True)
+    assert missing in found and "no such file or directory" in found.lower(), found
+
+
+def _create_failure(ctd: PrivateContainerd, runtime: str, cid: str, options: list[str]) -> str:
+    """``ctr run`` that must fail at Create and leave nothing behind; its stderr."""
+    r = ctd.ctr("run", "--rm", "--runtime", runtime, *options, ctd.image or "", cid, "true")
+    assert r.returncode != 0
+    assert cid not in containers(ctd)
+    poll("the bundle to go", lambda: not os.path.exists(bundle(ctd, cid)))
+    assert not mounts_under(bundle(ctd, cid))
+    return r.stderr
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
