@@ -68,6 +68,22 @@ def read_until(proc: subprocess.Popen[bytes], marker: bytes, timeout: float = DE
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_shim_gets_containerds_oom_score_adj_plus_one(
+    containerd: PrivateContainerd, unique_id: str, runtime: str
+) -> None:
+    """Under memory pressure the kernel kills a shim before containerd (as runc-v2 has it)."""
+    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
+    try:
+        scores = []
+        for pid in (containerd.pid, shim_pid_of(init)):
+            with open(f"/proc/{pid}/oom_score_adj") as f:
+                scores.append(int(f.read()))
+        assert scores[1] == min(1000, scores[0] + 1), scores
+    finally:
+        remove(containerd, unique_id)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_task_survives_containerd_restart(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
