@@ -245,15 +245,21 @@ def spawn_daemon(argv: list[str], bundle: str, listen_fd: int) -> int:
     return pid
 
 
-def raise_oom_score(pid: int) -> None:
-    """The daemon gets our oom_score_adj + 1, as runc-v2 does (best effort)."""
+def raise_oom_score() -> None:
+    """Our oom_score_adj (containerd's) + 1, for the daemon we are about to start, which
+    inherits it: runc-v2 gives its daemon containerd's + 1 (best effort). Before the fork,
+    with plain syscalls: after it, each page we touch is copied first."""
     try:
-        with open("/proc/self/oom_score_adj", "rb") as f:
-            score = min(1000, int(f.read()) + 1)
-        with open(f"/proc/{pid}/oom_score_adj", "wb") as f:
-            f.write(str(score).encode())
+        fd = os.open("/proc/self/oom_score_adj", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        score = min(1000, int(os.pread(fd, 32, 0)) + 1)
+        os.pwrite(fd, str(score).encode(), 0)
     except (OSError, ValueError):  # EACCES when unprivileged: the kernel default stays
         pass
+    finally:
+        os.close(fd)
 
 
 def _read_stdin() -> bytes:
@@ -310,6 +316,7 @@ def run(flags: Flags) -> int:
             sock = listen(path)
             try:
                 write_address(bundle, address)
+                raise_oom_score()
                 pid = start_daemon(flags, path, sock, bundle)
                 if pid == 0:
                     return DAEMON
@@ -325,7 +332,6 @@ def run(flags: Flags) -> int:
                 raise
             finally:
                 sock.close()
-            raise_oom_score(pid)
     except Exception as e:
         os.write(2, f"containerd-shim-epollshim-v2 start: {e}\n".encode())
         return 1
