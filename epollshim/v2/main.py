@@ -8,7 +8,8 @@ Rules:
 - Go ``flag`` syntax: ``-name value``, ``-name=value``, ``--name value``; booleans
   (``-debug``, ``-v``) take no value (``-debug=false`` is accepted).
 - This module imports only ``os`` and ``sys``: ``start`` runs for every container and
-  containerd waits on it, so each subcommand imports its own module lazily.
+  containerd waits on it, so each subcommand imports its own module lazily (the forked
+  daemon's, in ``import_daemon``, with ``gc``, built in).
 - ``start`` and ``delete`` end with ``os._exit`` (no interpreter teardown to wait for).
 - ``start`` prints nothing but the address; errors go to stderr with a non-zero status
   (containerd shows "<output>: exit status N").
