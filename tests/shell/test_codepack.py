@@ -181,12 +181,25 @@ def test_unload_hands_later_imports_back(package: tuple[Path, Path]) -> None:
     assert run(root, pack, body)[:2] == ["2 False {} -1", "SourceFileLoader"]
 
 
+def as_the_daemon(body: str) -> list[str]:
+    """The lines ``body`` prints, run as the v2 launcher runs the daemon: on the launchers'
+    interpreter, ``-I -S -OO``, with the installed package and its code pack."""
+    python = launchers.choose_python("auto")
+    r = subprocess.run(
+        [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split("\n")
+
+
 def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
     """What ``make dev`` installed: the forked daemon's imports, on the launchers'
     interpreter with ``-OO``, take every module with a source file (ours, and the standard
     library's, ``selectors`` among them) from the pack (none stale or missing), through the
     function the daemon uses."""
-    python = launchers.choose_python("auto")
     body = (
         "from epollshim.v2 import main\n"
         "before = set(sys.modules)\n"
@@ -195,14 +208,7 @@ def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
         "sourced = [m for m in new if (getattr(m, '__file__', '') or '').endswith('.py')]\n"
         "print(served, len(sourced), 'selectors' in sys.modules)\n"
     )
-    r = subprocess.run(
-        [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    served, imported, selectors = r.stdout.split()
+    served, imported, selectors = as_the_daemon(body)[0].split()
     assert served == imported, (
         f"the daemon's code pack served {served} of its {imported} modules: "
         "none installed, or stale (run `make dev`)"
@@ -214,7 +220,6 @@ def test_the_daemon_imports_with_the_collector_off_and_leaves_it_on() -> None:
     """``main.import_daemon``: one young collection (after the standard library's modules),
     none during ours; then the collector is on with what they made frozen, and no garbage
     among it. ``forget`` frees a module's functions without a collection."""
-    python = launchers.choose_python("auto")
     body = (
         "import gc, weakref\n"
         "from epollshim.v2 import main, start\n"
@@ -231,14 +236,7 @@ def test_the_daemon_imports_with_the_collector_off_and_leaves_it_on() -> None:
         "gc.unfreeze()\n"
         "print(gc.collect())\n"
     )
-    r = subprocess.run(
-        [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    freed, state, garbage = r.stdout.split("\n")[:3]
+    freed, state, garbage = as_the_daemon(body)[:3]
     assert freed == "True"
     assert state == "True True [('start', 0), ('stop', 0)]"
     assert int(garbage) < 10, f"{garbage} objects of garbage frozen by import_daemon"
