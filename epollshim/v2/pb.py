@@ -6,8 +6,8 @@ Rules of this module:
 - A message is a ``Message`` subclass decorated with ``@message`` (slotted by ``Message``'s
   metaclass as its class statement runs, and a dataclass to the type checker), with a
   ``TYPE_NAME`` (full proto name, used for ``Any`` type URLs) and a ``FIELDS`` tuple of
-  ``Field`` in ascending number order. The annotated attributes
-  are the FIELDS names in the same order, each defaulting to the proto3 zero value:
+  ``Field`` in ascending number order. The annotated attributes are the FIELDS names in
+  the same order, each defaulting to the proto3 zero value:
   ``0``/``False``/``""``/``b""``, ``None`` for a message field, ``field(factory=list)``
   for ``repeated``, ``field(factory=dict)`` for a map. ``__init__``, equality and repr are
   generic (driven by FIELDS), not generated per class.
