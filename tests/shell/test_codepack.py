@@ -38,9 +38,12 @@ PACK = sys.argv[2]
 """
 
 
-def run(root: Path, pack: Path, body: str, python: str = sys.executable) -> list[str]:
+def run(
+    root: Path | str, pack: Path | str, body: str, python: str = sys.executable, opt: str = ""
+) -> list[str]:
+    """The lines ``body`` prints, run after ``PRELUDE`` by ``python -I -S`` (and ``opt``)."""
     r = subprocess.run(
-        [python, "-I", "-S", "-c", PRELUDE + body, str(root), str(pack)],
+        [python, "-I", "-S", *([opt] if opt else []), "-c", PRELUDE + body, str(root), str(pack)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -184,15 +187,7 @@ def test_unload_hands_later_imports_back(package: tuple[Path, Path]) -> None:
 def as_the_daemon(body: str) -> list[str]:
     """The lines ``body`` prints, run as the v2 launcher runs the daemon: on the launchers'
     interpreter, ``-I -S -OO``, with the installed package and its code pack."""
-    python = launchers.choose_python("auto")
-    r = subprocess.run(
-        [python, "-I", "-S", "-OO", "-c", PRELUDE + body, PACKAGE_PARENT, ""],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    return r.stdout.split("\n")
+    return run(PACKAGE_PARENT, "", body, launchers.choose_python("auto"), "-OO")
 
 
 def test_the_installed_v2_daemon_pack_serves_all_its_imports() -> None:
