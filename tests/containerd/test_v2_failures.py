@@ -5,10 +5,9 @@ an out-of-memory kill, an exec id used twice. Nothing may be left behind by any 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from v2support import (
@@ -60,6 +59,7 @@ def test_a_runc_that_cannot_be_run_fails_create_and_leaves_nothing(
     unique_id: str,
     runtime: str,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """A runc binary that does not exist: spawning ``runc create`` fails, Create answers
     with the reason, and the container, its mount and its bundle go. runc-v2 is told by
@@ -67,19 +67,14 @@ def test_a_runc_that_cannot_be_run_fails_create_and_leaves_nothing(
     (``runtime.path``), in a containerd of its own started with ``EPOLLSHIM_CONFIG``."""
     missing = "/nonexistent/runc"
     if runtime == RUNC:
-        ctd, options = containerd, ["--runc-binary", missing]
-        found = _create_failure(ctd, runtime, unique_id, options)
+        found = _create_failure(containerd, runtime, unique_id, ["--runc-binary", missing])
     else:
-        conf = os.path.join(ctd_dir := tempfile.mkdtemp(prefix="es-"), "epollshim.yaml")
-        with open(conf, "w") as f:
-            f.write(f"runtime:\n  path: {missing}\n")
-        monkeypatch.setenv("EPOLLSHIM_CONFIG", conf)
-        try:
-            with PrivateContainerd() as ctd:
-                ctd.import_image()
-                found = _create_failure(ctd, runtime, unique_id, [])
-        finally:
-            shutil.rmtree(ctd_dir, ignore_errors=True)
+        conf = tmp_path / "epollshim.yaml"
+        conf.write_text(f"runtime:\n  path: {missing}\n")
+        monkeypatch.setenv("EPOLLSHIM_CONFIG", str(conf))
+        with PrivateContainerd() as ctd:
+            ctd.import_image()
+            found = _create_failure(ctd, runtime, unique_id, [])
     assert missing in found and "no such file or directory" in found.lower(), found
 
 
