@@ -113,6 +113,8 @@ class Proc:
         self.drain_timer: Timer | None = None
         self.failure = ""
         self.kill_call: Call | None = None
+        # State's last reply, encoded, and the key it answers (service.TaskService.state)
+        self.state_reply: tuple[tuple[object, ...], bytes] | None = None
 
     @property
     def name(self) -> str:

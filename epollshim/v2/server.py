@@ -78,7 +78,7 @@ class Call:
         self.method = request.method
         self.done = False
 
-    def reply(self, result: Message | None = None) -> None:
+    def reply(self, result: Message | bytes | None = None) -> None:
         if not self.done:
             self.done = True
             self.conn.answered()

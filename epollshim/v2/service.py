@@ -110,22 +110,29 @@ class TaskService:
     def state(self, call: Call, req: StateRequest) -> None:
         c = self.container(req.id)
         p = c.proc(req.exec_id)
-        stdin, stdout, stderr = p.paths
-        call.reply(
-            StateResponse(
+        # containerd asks State for a task's every status (`ctr task ls`, its task list), so
+        # the reply is encoded again only when one of its inputs changed. The key holds every
+        # input of the reply, so the memo cannot answer with a stale one.
+        pid, status = p.pid, p.status()
+        key = (p.id, c.bundle, pid, status, p.paths, p.terminal, p.exit_code, p.exited_at)
+        memo = p.state_reply
+        if memo is None or memo[0] != key:
+            stdin, stdout, stderr = p.paths
+            response = StateResponse(
                 id=p.id,
                 bundle=c.bundle,
-                pid=p.pid,
-                status=p.status(),
+                pid=pid,
+                status=status,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 terminal=p.terminal,
                 exit_status=p.exit_code or 0,
                 exited_at=timestamp(p.exited_at),
-                exec_id=req.exec_id,
+                exec_id=p.exec_id,
             )
-        )
+            memo = p.state_reply = (key, response.encode())
+        call.reply(memo[1])
 
     def wait(self, call: Call, req: WaitRequest) -> None:
         self.proc(req.id, req.exec_id).wait(call)

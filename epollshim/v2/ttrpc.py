@@ -159,9 +159,15 @@ def error_frame(stream_id: int, code: int, message: str) -> bytes:
     return encode_frame(stream_id, RESPONSE, response.encode())
 
 
-def response_frame(stream_id: int, result: Message | None = None) -> bytes:
-    """A successful response frame (no status; ``None`` or Empty give a 0-byte payload)."""
-    payload = result.encode() if result is not None else b""
+def response_frame(stream_id: int, result: Message | bytes | None = None) -> bytes:
+    """A successful response frame (no status; ``None`` or Empty give a 0-byte payload).
+    ``result`` may be a message encoded already (bytes): ``TaskService.state``'s memo."""
+    if result is None:
+        payload = b""
+    elif isinstance(result, bytes):
+        payload = result
+    else:
+        payload = result.encode()
     # Response(payload=payload).encode(), written out: every call's answer goes through here
     encoded = _RESPONSE_PAYLOAD + encode_varint(len(payload)) + payload if payload else b""
     if len(encoded) > MAX_PAYLOAD:

@@ -1,7 +1,8 @@
 """The shim's own pure parts and its ttrpc server, without containerd or runc.
 
 Flags, runtime options, the grouping id and socket name, mount options, and the server
-over socketpairs against a real Loop + TaskService (malformed frames, pipelining).
+over socketpairs against a real Loop + TaskService (malformed frames, pipelining, State's
+memo of its reply).
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import socket
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from epollshim.core.exits import ExitRouter
+from epollshim.core.machine import Process
+from epollshim.core.states import STATES, State
 from epollshim.log import Log
 from epollshim.shell.loop import Loop
 from epollshim.v2 import main, mount, options, start, ttrpc
-from epollshim.v2.container import Context
+from epollshim.v2.container import Container, Context, Proc
 from epollshim.v2.events import Publisher
 from epollshim.v2.messages import (
     TASK_SERVICE,
@@ -28,8 +33,11 @@ from epollshim.v2.messages import (
     Request,
     Response,
     StateRequest,
+    StateResponse,
+    timestamp,
 )
 from epollshim.v2.messages_more import CreateOptions, RuntimeOptions
+from epollshim.v2.options import RuncOptions
 from epollshim.v2.pb import Any, pack_any
 from epollshim.v2.server import Server
 from epollshim.v2.service import TaskService
@@ -207,3 +215,94 @@ def test_oversize_frame_closes_only_that_connection(harness: Harness) -> None:
     assert bad.recv(100) == b""  # closed by the shim
     assert 1 in responses(good, 1)
     assert len(harness.server.connections) == 1
+
+
+# -- State's memo -------------------------------------------------------------------------
+# TaskService.state keeps each process's last reply encoded; whatever changes, and in any
+# order, the reply must be the one a fresh encoding gives.
+
+# (where, attribute, values): where is "machine", "proc" or "container"
+_INPUTS = st.one_of(
+    st.tuples(st.just("machine"), st.just("state"), st.sampled_from(STATES)),
+    st.tuples(st.just("machine"), st.just("pid"), st.none() | st.integers(1, 1 << 22)),
+    st.tuples(st.just("proc"), st.just("started"), st.booleans()),
+    st.tuples(st.just("proc"), st.just("exit_code"), st.none() | st.integers(0, 255)),
+    st.tuples(st.just("proc"), st.just("exited_at"), st.none() | st.floats(1e9, 2e9)),
+    st.tuples(st.just("proc"), st.just("paths"), st.sampled_from([("", "", ""), ("i", "o", "")])),
+    st.tuples(st.just("proc"), st.just("terminal"), st.booleans()),
+    st.tuples(st.just("container"), st.just("paused"), st.booleans()),
+    st.tuples(st.just("container"), st.just("pausing"), st.booleans()),
+    st.tuples(st.just("container"), st.just("bundle"), st.sampled_from(["/b/c1", "/b/other"])),
+)
+
+
+def _fresh_state(c: Container, p: Proc) -> bytes:
+    stdin, stdout, stderr = p.paths
+    return StateResponse(
+        id=p.id,
+        bundle=c.bundle,
+        pid=p.pid,
+        status=p.status(),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        terminal=p.terminal,
+        exit_status=p.exit_code or 0,
+        exited_at=timestamp(p.exited_at),
+        exec_id=p.exec_id,
+    ).encode()
+
+
+def _state_payload(h: Harness, sock: socket.socket, stream_id: int, exec_id: str) -> bytes:
+    sock.sendall(call_frame(stream_id, "State", StateRequest(id="c1", exec_id=exec_id).encode()))
+    h.pump(2)
+    response = responses(sock, 1)[stream_id]
+    assert response.status is None
+    return response.payload
+
+
+def _container(h: Harness) -> Container:
+    runtime = None  # State never runs runc
+    c = Container(h.service.ctx, "c1", "/b/c1", RuncOptions(), runtime)  # type: ignore[arg-type]
+    c.init = Proc(c, "", ("", "", ""), False)
+    c.execs["e1"] = Proc(c, "e1", ("", "o", "e"), True)
+    for p in (c.init, *c.execs.values()):
+        p.machine = Process(p.name, init=not p.exec_id, drain_deadline=1.0)
+    h.service.containers["c1"] = c
+    return c
+
+
+def test_state_answers_from_its_memo_until_an_input_changes(harness: Harness) -> None:
+    c = _container(harness)
+    p = c.init
+    assert p is not None and p.machine is not None
+    sock = harness.connect()
+    first = _state_payload(harness, sock, 1, "")
+    memo = p.state_reply
+    assert memo is not None and memo[1] == first == _fresh_state(c, p)
+    assert _state_payload(harness, sock, 3, "") == first
+    assert p.state_reply is memo  # answered from the memo, not encoded again
+    p.machine.state, p.machine.pid, p.started = State.RUNNING, 42, True
+    running = _state_payload(harness, sock, 5, "")
+    assert running == _fresh_state(c, p) != first
+    assert StateResponse.decode(running).pid == 42
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["", "e1"]), _INPUTS), max_size=12))
+def test_state_never_answers_stale(changes: list[tuple[str, tuple[str, str, object]]]) -> None:
+    h = Harness()
+    try:
+        c = _container(h)
+        sock = h.connect()
+        stream_id = 1
+        for exec_id, (where, name, value) in [("", ("proc", "started", False)), *changes]:
+            p = c.proc(exec_id)
+            target = {"machine": p.machine, "proc": p, "container": c}[where]
+            setattr(target, name, value)
+            for asked in ("", "e1"):  # each process has its own memo
+                got = _state_payload(h, sock, stream_id, asked)
+                assert got == _fresh_state(c, c.proc(asked)), (asked, where, name, value)
+                stream_id += 2
+    finally:
+        h.close()
