@@ -172,7 +172,8 @@ class Loop:
         self._set(fd, 0, cb)
 
     def remove_reader(self, fd: int) -> None:
-        if fd in self.callbacks:
+        cbs = self.callbacks.get(fd)
+        if cbs is not None and cbs[0] is not None:  # else nothing to change
             self._set(fd, 0, None)
 
     def add_writer(self, fd: int, cb: Callback, *, bulk: bool = False, edge: bool = False) -> None:
@@ -180,7 +181,8 @@ class Loop:
         self._set(fd, 1, cb)
 
     def remove_writer(self, fd: int) -> None:
-        if fd in self.callbacks:
+        cbs = self.callbacks.get(fd)
+        if cbs is not None and cbs[1] is not None:  # else nothing to change (every answer asks)
             self._set(fd, 1, None)
 
     def forget(self, fd: int) -> None:
