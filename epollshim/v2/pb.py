@@ -253,17 +253,35 @@ def message(cls: type[M]) -> type[M]:
 
 
 class _Schema:
-    __slots__ = ("by_number", "fields")
+    __slots__ = ("fields",)
 
     def __init__(self, cls: type[Message]) -> None:
         self.fields = cls.FIELDS
-        self.by_number = {f.number: f for f in self.fields}
         numbers = [f.number for f in self.fields]
         if numbers != sorted(set(numbers)):
             raise SchemaError(f"{cls.__name__}: field numbers must be unique and ascending")
         names = [f.name for f in self.fields]
         if tuple(names) != cls.__dict__.get("__slots__"):
             raise SchemaError(f"{cls.__name__}: FIELDS {names} != attributes (in this order)")
+
+
+class _Decoding:
+    """What decoding a class needs, made at its first decode: a shim decodes few of the
+    classes it declares, and these tables would cost ~30 KB for all of them."""
+
+    __slots__ = ("blank", "by_number", "fresh", "quick")
+
+    def __init__(self, fields: tuple[Field, ...]) -> None:
+        self.by_number = {f.number: f for f in fields}
+        # what a decoded message starts from: immutable defaults, and fresh lists and dicts
+        self.blank = tuple((f.name, f.zero) for f in fields if not f.repeated)
+        self.fresh = tuple((f.name, f.default) for f in fields if f.repeated)
+        # the short path: a one-byte tag (its wire type included) -> (name, fast kind)
+        self.quick = {
+            f.number << 3 | f.wire: (f.name, f.fast)
+            for f in fields
+            if f.number < 16 and f.fast in (_FAST_STRING, _FAST_BYTES, _FAST_VARINT)
+        }
 
 
 _SCHEMAS: dict[type[Message], _Schema] = {}
@@ -278,6 +296,16 @@ def _schema(cls: type[Message]) -> _Schema:
     found = _SCHEMAS.get(cls)
     if found is None:
         found = _SCHEMAS[cls] = _Schema(cls)
+    return found
+
+
+_DECODINGS: dict[type[Message], _Decoding] = {}
+
+
+def _decoding(cls: type[Message]) -> _Decoding:
+    found = _DECODINGS.get(cls)
+    if found is None:
+        found = _DECODINGS[cls] = _Decoding(_schema(cls).fields)
     return found
 
 
@@ -459,13 +487,13 @@ def _read_value(f: Field, data: bytes, pos: int, end: int) -> tuple[_Any, int]:
         return _read_scalar(f.kind, data, pos, end)
     size, pos = decode_varint(data, pos, end)
     stop = _take(data, pos, end, size)
-    return _decode_into(f.msg(), data, pos, stop), stop
+    return _decode_into(_blank(f.msg), data, pos, stop), stop
 
 
 def _read_entry(f: Field, data: bytes, pos: int, end: int) -> tuple[_Any, _Any]:
     assert f.key is not None
     key: _Any = zero_value(f.key)
-    value: _Any = f.msg() if f.msg is not None else zero_value(f.kind)
+    value: _Any = _blank(f.msg) if f.msg is not None else zero_value(f.kind)
     while pos < end:
         tag, pos = decode_varint(data, pos, end)
         if tag == 8 | _WIRE[f.key]:
@@ -509,10 +537,39 @@ def _read_field(msg: Message, f: Field, wire: int, data: bytes, pos: int, end: i
     return pos
 
 
+def _blank(cls: type[M]) -> M:
+    """A message of defaults, as ``cls()`` makes it, without ``__init__``'s generality."""
+    decoding = _DECODINGS.get(cls) or _decoding(cls)
+    msg = object.__new__(cls)
+    for name, zero in decoding.blank:
+        setattr(msg, name, zero)
+    for name, default in decoding.fresh:
+        setattr(msg, name, default())
+    return msg
+
+
 def _decode_into(msg: M, data: bytes, pos: int, end: int) -> M:
-    by_number = _schema(type(msg)).by_number
+    decoding = _DECODINGS.get(type(msg)) or _decoding(type(msg))
+    by_number, quick = decoding.by_number, decoding.quick
     while pos < end:
         tag = data[pos]
+        short = quick.get(tag)  # a one-byte tag of a fast field, with its wire type
+        # then a one-byte length, or the value itself (0..127: the same in any kind)
+        if short is not None and pos + 1 < end and (b := data[pos + 1]) < 0x80:
+            name, fast = short
+            if fast == _FAST_VARINT:
+                pos += 2
+                setattr(msg, name, b)
+                continue
+            stop = pos + 2 + b
+            if stop <= end:
+                value = data[pos + 2 : stop]
+                pos = stop
+                if fast == _FAST_STRING:
+                    setattr(msg, name, value.decode("utf-8", "surrogateescape"))
+                else:
+                    setattr(msg, name, value)
+                continue
         if tag < 0x80:
             pos += 1
         else:
@@ -521,21 +578,6 @@ def _decode_into(msg: M, data: bytes, pos: int, end: int) -> M:
         if not 1 <= number <= _MAX_FIELD:
             raise DecodeError(f"{type(msg).__name__}: invalid field number {number}")
         f = by_number.get(number)
-        if f is not None and f.fast and pos < end:  # short paths: one-byte length or value
-            b = data[pos]
-            if b < 0x80:
-                if f.fast == _FAST_STRING and wire == LEN and pos + 1 + b <= end:
-                    pos += 1 + b
-                    setattr(msg, f.name, data[pos - b : pos].decode("utf-8", "surrogateescape"))
-                    continue
-                if f.fast == _FAST_BYTES and wire == LEN and pos + 1 + b <= end:
-                    pos += 1 + b
-                    setattr(msg, f.name, data[pos - b : pos])
-                    continue
-                if f.fast == _FAST_VARINT and wire == VARINT:  # 0..127: the same in any kind
-                    pos += 1
-                    setattr(msg, f.name, b)
-                    continue
         try:
             pos = (
                 _skip(data, pos, end, wire)
@@ -551,7 +593,7 @@ def _decode_into(msg: M, data: bytes, pos: int, end: int) -> M:
 def decode(cls: type[M], data: bytes | bytearray | memoryview) -> M:
     """Decode ``data`` as a ``cls``; DecodeError if it is malformed."""
     raw = bytes(data)
-    return _decode_into(cls(), raw, 0, len(raw))
+    return _decode_into(_blank(cls), raw, 0, len(raw))
 
 
 # ---------------------------------------------------------------------------- well-known types

@@ -138,6 +138,95 @@ def test_unknown_fields_are_skipped(unknown: str) -> None:
     assert Outer.decode(data) == Outer(name="n", nums=[7])
 
 
+@message
+class Quick(Message):
+    """Every kind decode's short path takes, under one-byte tags (1-15) and two-byte ones."""
+
+    TYPE_NAME = "test.Quick"
+    FIELDS = (
+        Field(1, "s", pb.STRING),
+        Field(2, "b", pb.BYTES),
+        Field(3, "i", pb.INT32),
+        Field(4, "l", pb.INT64),
+        Field(5, "u", pb.UINT64),
+        Field(6, "e", pb.ENUM),
+        Field(7, "inner", pb.MESSAGE, Inner),
+        Field(8, "flag", pb.BOOL),
+        Field(15, "last", pb.STRING),
+        Field(16, "far", pb.STRING),
+        Field(17, "far_n", pb.UINT32),
+    )
+    s: str = ""
+    b: bytes = b""
+    i: int = 0
+    l: int = 0  # noqa: E741
+    u: int = 0
+    e: int = 0
+    inner: Inner | None = None
+    flag: bool = False
+    last: str = ""
+    far: str = ""
+    far_n: int = 0
+
+
+def _general_decode(cls: type[Message], data: bytes) -> Message | str:
+    """``cls.decode(data)`` with the short path switched off, or its DecodeError's words."""
+    decoding = pb._decoding(cls)
+    short, decoding.quick = decoding.quick, {}
+    try:
+        return cls.decode(data)
+    except DecodeError as e:
+        return str(e)
+    finally:
+        decoding.quick = short
+
+
+def _decode_or_error(cls: type[Message], data: bytes) -> Message | str:
+    try:
+        return cls.decode(data)
+    except DecodeError as e:
+        return str(e)
+
+
+_NEAR_LIMITS = st.integers(-(2**31), 2**31 - 1) | st.sampled_from([0, 1, 127, 128, 255, -1])
+_TEXT = st.text(max_size=130) | st.text(min_size=125, max_size=130) | st.just("\udcff")
+
+
+@given(
+    st.builds(
+        Quick,
+        s=_TEXT,
+        b=st.binary(max_size=130),
+        i=_NEAR_LIMITS,
+        l=st.integers(-(2**63), 2**63 - 1) | _NEAR_LIMITS,
+        u=st.integers(0, 2**64 - 1) | st.sampled_from([0, 127, 128]),
+        e=_NEAR_LIMITS,
+        inner=st.none() | st.builds(Inner, n=_NEAR_LIMITS),
+        flag=st.booleans(),
+        last=_TEXT,
+        far=_TEXT,
+        far_n=st.sampled_from([0, 127, 128]),
+    ),
+    st.binary(max_size=8),
+    st.integers(0, 300),
+)
+@settings(max_examples=300)
+def test_the_short_decode_path_gives_what_the_general_one_gives(
+    msg: Quick, noise: bytes, cut: int
+) -> None:
+    data = msg.encode()
+    assert Quick.decode(data) == _general_decode(Quick, data) == msg
+    for damaged in (data[:cut], data[:cut] + noise, noise + data, data + noise):
+        assert _decode_or_error(Quick, damaged) == _general_decode(Quick, damaged)
+
+
+@given(st.binary(max_size=64))
+@settings(max_examples=300)
+def test_the_short_decode_path_agrees_on_any_bytes(data: bytes) -> None:
+    for cls in (Quick, m.Request, m.StateRequest, m.CreateTaskRequest):
+        assert _decode_or_error(cls, data) == _general_decode(cls, data)
+
+
 def test_strings_round_trip_bytes_that_are_not_utf8() -> None:
     decoded = Outer.decode(b"\x0a\x02\xff/")
     assert decoded.name == "\udcff/"
