@@ -113,25 +113,10 @@ class TaskService:
         # containerd asks State for a task's every status (`ctr task ls`, its task list), so
         # the reply is encoded again only when one of its inputs changed. The key holds every
         # input of the reply, so the memo cannot answer with a stale one.
-        pid, status = p.pid, p.status()
-        key = (p.id, c.bundle, pid, status, p.paths, p.terminal, p.exit_code, p.exited_at)
+        key = (p.id, c.bundle, p.pid, p.status(), p.paths, p.terminal, p.exit_code, p.exited_at)
         memo = p.state_reply
         if memo is None or memo[0] != key:
-            stdin, stdout, stderr = p.paths
-            response = StateResponse(
-                id=p.id,
-                bundle=c.bundle,
-                pid=pid,
-                status=status,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                terminal=p.terminal,
-                exit_status=p.exit_code or 0,
-                exited_at=timestamp(p.exited_at),
-                exec_id=p.exec_id,
-            )
-            memo = p.state_reply = (key, response.encode())
+            memo = p.state_reply = (key, state_response(c, p).encode())
         call.reply(memo[1])
 
     def wait(self, call: Call, req: WaitRequest) -> None:
@@ -166,6 +151,24 @@ class TaskService:
         for c in list(self.containers.values()):
             for p in [*c.execs.values(), *([c.init] if c.init else [])]:
                 p.abandon()
+
+
+def state_response(c: Container, p: Proc) -> StateResponse:
+    """The State of ``p`` as it stands (``TaskService.state`` keeps it encoded)."""
+    stdin, stdout, stderr = p.paths
+    return StateResponse(
+        id=p.id,
+        bundle=c.bundle,
+        pid=p.pid,
+        status=p.status(),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        terminal=p.terminal,
+        exit_status=p.exit_code or 0,
+        exited_at=timestamp(p.exited_at),
+        exec_id=p.exec_id,
+    )
 
 
 def request_class(method: str) -> type[Message]:

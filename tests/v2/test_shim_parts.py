@@ -34,13 +34,12 @@ from epollshim.v2.messages import (
     Response,
     StateRequest,
     StateResponse,
-    timestamp,
 )
 from epollshim.v2.messages_more import CreateOptions, RuntimeOptions
 from epollshim.v2.options import RuncOptions
 from epollshim.v2.pb import Any, pack_any
 from epollshim.v2.server import Server
-from epollshim.v2.service import TaskService
+from epollshim.v2.service import TaskService, state_response
 
 # -- flags --------------------------------------------------------------------------------
 
@@ -237,20 +236,7 @@ _INPUTS = st.one_of(
 
 
 def _fresh_state(c: Container, p: Proc) -> bytes:
-    stdin, stdout, stderr = p.paths
-    return StateResponse(
-        id=p.id,
-        bundle=c.bundle,
-        pid=p.pid,
-        status=p.status(),
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        terminal=p.terminal,
-        exit_status=p.exit_code or 0,
-        exited_at=timestamp(p.exited_at),
-        exec_id=p.exec_id,
-    ).encode()
+    return state_response(c, p).encode()
 
 
 def _state_payload(h: Harness, sock: socket.socket, stream_id: int, exec_id: str) -> bytes:
