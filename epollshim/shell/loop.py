@@ -34,11 +34,24 @@ Edge is a property of the fd, not of one callback: any ``add_*`` with
 ``edge=True`` sets it, and it ends when the fd is unregistered. selectors has
 no word for EPOLLET, nor for a hangup: ``Epoll`` adds both.
 
+Rule: a callback that sent bytes a peer waits for (a ttrpc answer) calls ``woke_peer``.
+Then, if bulk fds are registered (a relay may have the next chunk ready), the loop calls
+``sched_yield`` once, before the batch's bulk callbacks, or after its timers: a unix socket's
+wake-up tells the scheduler that the sender will sleep, so the peer is often queued on our
+CPU, and runc-v2's answering goroutine does park its thread right after the write, while
+our one thread would move the relay's next chunk first. Measured with ``perf sched`` while a
+container streams through a tty: the caller waited a median 77-160 us for the CPU after our
+answer without it, 53-60 us with it, 24-30 us after runc-v2's. Once per pass, and only with
+a relay, because a yield hands the rest of our time slice to whatever else is runnable (a
+busy container, say): the answers of one batch all go out first, and a shim without a relay
+has nothing to do after an answer but wait in ``epoll_wait``.
+
 Rule: a callback that raises ends the loop (the exception propagates), unless
 the owner gave ``on_error``: a shim serving several containers logs the
 failure of one callback and keeps serving the others.
 """
 
+import os
 import select
 import selectors
 import time
@@ -127,6 +140,8 @@ class Loop:
         self.bulk: set[int] = set()  # registered fds whose callbacks run last in a batch
         self.edge: set[int] = set()  # registered fds that are edge-triggered
         self.event = 0  # the ready mask of the fd whose callback runs (HANGUP: see Pump)
+        self.peer_woken = False  # woke_peer since the last yield point (module rules)
+        self.sched_yield = os.sched_yield
         self.timers: list[Timer] = []
         self.running = False
 
@@ -191,6 +206,15 @@ class Loop:
             self.callbacks[fd] = [None, None]
             self._update(fd)
 
+    def woke_peer(self) -> None:
+        """We sent bytes a peer waits for: yield once before more bulk work (module rules)."""
+        self.peer_woken = True
+
+    def _yield_to_peer(self) -> None:
+        self.peer_woken = False
+        if self.bulk:
+            self.sched_yield()
+
     # -- timers ----------------------------------------------------------
     def call_later(self, delay: float, cb: Callback) -> Timer:
         timer = Timer(time.monotonic() + delay, cb)
@@ -233,10 +257,14 @@ class Loop:
                 later.append((fd, mask))
             else:
                 self._dispatch(fd, mask)
+        if self.peer_woken:
+            self._yield_to_peer()
         for fd, mask in later:
             self._dispatch(fd, mask)
         if self.timers:
             self._run_timers()
+        if self.peer_woken:
+            self._yield_to_peer()
 
     def _dispatch(self, fd: int, mask: int) -> None:
         self.event = mask

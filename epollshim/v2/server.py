@@ -34,12 +34,8 @@ Rules (spec section 3):
   holds memory until its answer, so a peer sending Waits without end would otherwise
   grow the shim without end (runc-v2 parks a goroutine per call). containerd keeps one
   parked Wait per process it waits for, far below the bound.
-- Bytes sent to a peer are followed by ``sched_yield``: the peer they wake is often queued
-  on our CPU (a unix socket's wake-up hints that the sender will sleep), and runc-v2's
-  answering goroutine does park its thread right after the write, while our one thread
-  may have a relay's next chunk to move first. Measured with ``perf sched`` while a
-  container streams through a tty: the caller waited a median 77-160 us for the CPU
-  after our answer without it, 53-60 us with it, 24-30 us after runc-v2's.
+- Bytes sent to a peer tell the loop (``Loop.woke_peer``), which yields the CPU once
+  before a relay's next chunk, so the caller our answer woke runs first (shell/loop.py).
 - Answers to a closed connection are dropped (containerd restarted; a parked ``Wait``
   of the old connection is simply forgotten), and its calls stop counting.
 - Peers must have our effective uid and gid (SO_PEERCRED), as ttrpc's
@@ -236,7 +232,7 @@ class Connection:
         if n:
             self.resume_if_drained()
             self.server.drained()
-            os.sched_yield()  # the peer we woke may run before our next chunk (module rules)
+            self.server.loop.woke_peer()
 
     def close(self, why: str) -> None:
         if self.closed:

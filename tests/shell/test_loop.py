@@ -203,6 +203,72 @@ def test_a_bulk_callback_removed_earlier_in_its_batch_is_not_called() -> None:
     assert order == ["call"]
 
 
+def _answering(order: list[str], name: str, r: int, loop: Loop) -> Callable[[], None]:
+    """A ttrpc connection's callback: read a call, answer it (a peer woken)."""
+
+    def readable() -> None:
+        order.append(name)
+        os.read(r, 1)
+        loop.woke_peer()
+
+    return readable
+
+
+@pytest.mark.parametrize("with_relay", [True, False])
+def test_answers_yield_once_per_pass_before_bulk_work_and_only_with_a_relay(
+    with_relay: bool,
+) -> None:
+    """The peers our answers woke get the CPU before a relay's next chunk: one yield for
+    the whole batch of answers; none without a relay (shell/loop.py rules)."""
+    pipes = _pipes(3)
+    (r1, w1), (r2, w2), (r3, w3) = pipes
+    loop = Loop()
+    assert loop.sched_yield is os.sched_yield
+    order: list[str] = []
+    loop.sched_yield = lambda: order.append("yield")
+    try:
+        for w in (w1, w2, w3):
+            os.write(w, b"x")
+        loop.add_reader(r1, _answering(order, "call", r1, loop))
+        loop.add_reader(r2, _answering(order, "call", r2, loop))
+        if with_relay:
+            loop.add_reader(r3, _reader(order, "relay", r3), bulk=True)
+        else:
+            loop.add_reader(r3, _reader(order, "other", r3))
+        loop._once()
+        if with_relay:
+            assert order == ["call", "call", "yield", "relay"]
+        else:
+            assert sorted(order) == ["call", "call", "other"]
+        order.clear()
+        os.write(w3, b"x")
+        loop._once()  # no answer in this pass: no yield
+        assert order == (["relay"] if with_relay else ["other"])
+    finally:
+        loop.close()
+        _close(pipes)
+
+
+def test_an_answer_from_a_timer_yields_after_the_timers() -> None:
+    """An answer sent by a timer (a resumed connection's held calls) yields before the next
+    pass, whose bulk work would otherwise come first; a timer sending nothing does not."""
+    ((r, _),) = pipes = _pipes(1)
+    loop = Loop()
+    order: list[str] = []
+    loop.sched_yield = lambda: order.append("yield")
+    try:
+        loop.add_reader(r, _reader(order, "relay", r), bulk=True)
+        loop.call_later(0, lambda: order.append("quiet timer"))
+        loop._once()
+        assert order == ["quiet timer"]
+        loop.call_later(0, lambda: (order.append("answering timer"), loop.woke_peer()))
+        loop._once()
+        assert order == ["quiet timer", "answering timer", "yield"]
+    finally:
+        loop.close()
+        _close(pipes)
+
+
 def _epoll_flags(loop: Loop, fd: int) -> int:
     """The events word the kernel holds for ``fd`` in the loop's epoll (its fdinfo)."""
     registered = epoll_registrations(os.getpid(), loop.selector.fileno())
