@@ -2,15 +2,13 @@
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_imports import imported_by  # a fresh lean interpreter's modules
 
 from epollshim import minijson
-from epollshim.lean import PACKAGE_PARENT
 
 scalars = (
     st.none()
@@ -66,15 +64,9 @@ def test_dumps_of_a_flat_object_is_json_dumps(value: dict[object, object]) -> No
 
 def test_a_flat_object_of_plain_values_is_written_without_the_c_encoder() -> None:
     """The v2 shim's options.json at Create: importing ``_json`` costs ~0.3 ms there."""
-    code = f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r})\n"
-    code += "from epollshim import minijson\n"
-    code += "print(minijson.dumps({'root': '/run/x', 'n': -3, 'b': True, 'z': None}))\n"
-    code += "print('_json' in sys.modules)\n"
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert r.stdout.split("\n")[:2] == [
-        '{"root": "/run/x", "n": -3, "b": true, "z": null}',
-        "False",
-    ]
+    obj = {"root": "/run/x", "n": -3, "b": True, "z": None}
+    assert minijson.dumps(obj) == '{"root": "/run/x", "n": -3, "b": true, "z": null}'
+    assert "_json" not in imported_by(f"from epollshim import minijson; minijson.dumps({obj!r})")
 
 
 @given(values, st.sampled_from([None, 0, 2]), st.booleans())
@@ -203,11 +195,8 @@ def test_bytes_are_read_as_the_utf8_sig_codec_reads_them(data: bytes) -> None:
 
 def test_reading_bytes_does_not_import_the_utf8_sig_codec() -> None:
     """Its import costs ~0.25 ms on the way to ``runc create`` (config.json at Create)."""
-    code = f"import sys; sys.path.insert(0, {PACKAGE_PARENT!r})\n"
-    code += "from epollshim import minijson\nminijson.loads(b'\\xef\\xbb\\xbf{}')\n"
-    code += "print('encodings.utf_8_sig' in sys.modules)\n"
-    r = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True)
-    assert r.stdout.strip() == "False", r.stderr
+    read = "from epollshim import minijson; minijson.loads(b'\\xef\\xbb\\xbf{}')"
+    assert "encodings.utf_8_sig" not in imported_by(read)
 
 
 def test_dumps_rejects_what_json_rejects() -> None:
