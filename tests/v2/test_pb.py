@@ -174,9 +174,7 @@ def _general_decode(cls: type[Message], data: bytes) -> Message | str:
     decoding = pb._decoding(cls)
     short, decoding.quick = decoding.quick, {}
     try:
-        return cls.decode(data)
-    except DecodeError as e:
-        return str(e)
+        return _decode_or_error(cls, data)
     finally:
         decoding.quick = short
 
