@@ -204,11 +204,11 @@ def test_a_bulk_callback_removed_earlier_in_its_batch_is_not_called() -> None:
 
 
 def _answering(order: list[str], name: str, r: int, loop: Loop) -> Callable[[], None]:
-    """A ttrpc connection's callback: read a call, answer it (a peer woken)."""
+    """A ttrpc connection's callback: read a call (``_reader``), answer it (a peer woken)."""
+    read = _reader(order, name, r)
 
     def readable() -> None:
-        order.append(name)
-        os.read(r, 1)
+        read()
         loop.woke_peer()
 
     return readable
