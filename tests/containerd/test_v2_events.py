@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from v2support import RUNTIMES, Event, Events, check, nothing_left, remove, run_detached
+from v2support import RUNTIMES, Event, Events, check, detached, nothing_left
 
 from epollshim.tools.containerd import PrivateContainerd
 
@@ -50,8 +50,7 @@ def test_run_rm_publishes_create_start_exit_delete(
 def test_exec_publishes_added_started_exit(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         with Events(containerd) as events:
             r = containerd.ctr("task", "exec", "--exec-id", "ev1", unique_id, "sh", "-c", "exit 5")
             assert r.returncode == 5, r.stderr
@@ -64,24 +63,18 @@ def test_exec_publishes_added_started_exit(
         assert mine.index(added) < mine.index(started) < mine.index(exited), mine
         assert added.data["exec_id"] == started.data["exec_id"] == "ev1"
         assert exited.data["exit_status"] == 5 and exited.data["pid"] == started.data["pid"] > 0
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_pause_resume_publish_events(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
-        with Events(containerd) as events:
-            check(containerd.ctr("task", "pause", unique_id))
-            events.wait_for(
-                lambda e: e.topic == "/tasks/paused" and e.data.get("container_id") == unique_id
-            )
-            check(containerd.ctr("task", "resume", unique_id))
-            events.wait_for(
-                lambda e: e.topic == "/tasks/resumed" and e.data.get("container_id") == unique_id
-            )
-    finally:
-        remove(containerd, unique_id)
+    with detached(containerd, runtime, unique_id, "sleep", "600"), Events(containerd) as events:
+        check(containerd.ctr("task", "pause", unique_id))
+        events.wait_for(
+            lambda e: e.topic == "/tasks/paused" and e.data.get("container_id") == unique_id
+        )
+        check(containerd.ctr("task", "resume", unique_id))
+        events.wait_for(
+            lambda e: e.topic == "/tasks/resumed" and e.data.get("container_id") == unique_id
+        )

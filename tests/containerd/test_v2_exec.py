@@ -12,6 +12,7 @@ from v2support import (
     Terminal,
     alive,
     check,
+    detached,
     deterministic_bytes,
     nothing_left,
     poll,
@@ -41,8 +42,7 @@ def pids(ctd: PrivateContainerd, cid: str) -> list[int]:
 def test_exec_output_and_exit_code(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         r = containerd.ctr(
             "task", "exec", "--exec-id", "e1", unique_id,
             "sh", "-c", "echo to-out; echo to-err >&2; exit 5",
@@ -52,32 +52,26 @@ def test_exec_output_and_exit_code(
         r = containerd.ctr("task", "exec", "--exec-id", "e1", unique_id, "true")
         assert (r.returncode, r.stderr) == (0, "")
         assert tasks(containerd)[unique_id][1] == "RUNNING"
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_exec_stdin_round_trip(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
     """Piped stdin reaches the process byte for byte; its EOF ends ``cat`` (CloseIO)."""
     data = deterministic_bytes((1 << 20) + 777, b"stdin")
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         r = containerd.ctr(
             "task", "exec", "--exec-id", "cat", unique_id, "sh", "-c", "cat; exit 9",
             input=data, text=False, timeout=DEADLINE * 2,
         )  # fmt: skip
         assert (r.returncode, r.stderr) == (9, b""), r.stderr
         assert sha(r.stdout) == sha(data)
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_exec_tty_resize_and_exit_code(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         argv = [
             "ctr", "--address", containerd.address, "--namespace", containerd.namespace,
             "task", "exec", "-t", "--exec-id", "tty", unique_id, "sh",
@@ -91,16 +85,13 @@ def test_exec_tty_resize_and_exit_code(
             term.type("exit 4\r")
             assert term.exit_status() == 4
         assert tasks(containerd)[unique_id][1] == "RUNNING"
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_exec_detached_then_killed(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
         check(containerd.ctr("task", "exec", "-d", "--exec-id", "bg", unique_id, "sleep", "500"))
         both = poll(
             "the exec in ctr task ps", lambda: len(p := pids(containerd, unique_id)) == 2 and p
@@ -111,8 +102,6 @@ def test_exec_detached_then_killed(
         poll(f"exec pid {exec_pid} to end", lambda: not alive(exec_pid))
         poll("ctr task ps without the exec", lambda: pids(containerd, unique_id) == [init])
         assert tasks(containerd)[unique_id] == (init, "RUNNING")
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -120,8 +109,7 @@ def test_quick_execs_report_their_codes(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
     """Processes that end at once (before their pid file is read, often) keep their codes."""
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         for n in range(30):  # a lost exit showed up about once in 100 execs
             argv = ("task", "exec", "--exec-id", f"q{n}", unique_id, "sh", "-c", f"exit {n}")
             try:
@@ -129,8 +117,6 @@ def test_quick_execs_report_their_codes(
             except subprocess.TimeoutExpired:
                 pytest.fail(f"exec q{n} never ended (no exit reported)\n{containerd.log_tail()}")
             assert (r.returncode, r.stdout, r.stderr) == (n, "", ""), r.stderr
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

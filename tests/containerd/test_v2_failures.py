@@ -20,6 +20,7 @@ from v2support import (
     bundle,
     check,
     containers,
+    detached,
     nothing_left,
     poll,
     remove,
@@ -146,11 +147,8 @@ def test_out_of_memory_is_137_with_an_oom_event(
 def test_exec_id_in_use_is_refused(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         check(containerd.ctr("task", "exec", "-d", "--exec-id", "dup", unique_id, "sleep", "500"))
         r = containerd.ctr("task", "exec", "-d", "--exec-id", "dup", unique_id, "true")
         assert r.returncode != 0 and "already exists" in r.stderr, r.stderr
         assert status(containerd, unique_id) == "RUNNING"
-    finally:
-        remove(containerd, unique_id)

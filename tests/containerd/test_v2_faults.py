@@ -43,6 +43,7 @@ from v2support import (
     RUNTIMES,
     ShimConnection,
     check,
+    detached,
     nothing_left,
     poll,
     remove,
@@ -401,9 +402,8 @@ def test_peer_of_another_group_is_refused(
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to connect as gid 65534")
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    shim = shim_pid_of(init)
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
+        shim = shim_pid_of(init)
         since = log_size(containerd)
         _, request = ttrpc.Client().request(TASK_SERVICE, "State", StateRequest(id=unique_id))
         argv = [sys.executable, "-c", OTHER_GROUP_PEER, shim_socket(containerd, unique_id)]
@@ -431,5 +431,3 @@ def test_peer_of_another_group_is_refused(
         assert shim_pid_of(init) == shim
         check(containerd.ctr("task", "kill", "-s", "SIGKILL", unique_id))
         wait_status(containerd, unique_id, "STOPPED")
-    finally:
-        remove(containerd, unique_id)

@@ -22,6 +22,7 @@ from v2support import (
     alive,
     check,
     cmdline,
+    detached,
     nothing_left,
     poll,
     remove,
@@ -72,15 +73,12 @@ def test_the_shim_gets_containerds_oom_score_adj_plus_one(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
     """Under memory pressure the kernel kills a shim before containerd (as runc-v2 has it)."""
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
         scores = []
         for pid in (containerd.pid, shim_pid_of(init)):
             with open(f"/proc/{pid}/oom_score_adj") as f:
                 scores.append(int(f.read()))
         assert scores[1] == min(1000, scores[0] + 1), scores
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -90,10 +88,9 @@ def test_task_survives_containerd_restart(
     """After a restart containerd reconnects: exec, IO, kill and wait all still work."""
     token = secrets.token_hex(4)
     loop = f'while :; do if [ -e /tmp/go ]; then echo "GO-{token}-$(cat /tmp/go)"; rm /tmp/go; fi; sleep 0.05; done'  # noqa: E501
-    init = run_detached(containerd, runtime, unique_id, "sh", "-c", loop)
-    shim = shim_pid_of(init)
-    first_ctd = containerd.pid
-    try:
+    with detached(containerd, runtime, unique_id, "sh", "-c", loop) as init:
+        shim = shim_pid_of(init)
+        first_ctd = containerd.pid
         containerd.restart()
         assert containerd.pid != first_ctd
         assert tasks(containerd)[unique_id] == (init, "RUNNING")
@@ -121,8 +118,6 @@ def test_task_survives_containerd_restart(
                 if attach.poll() is None:
                     attach.kill()
         poll("the task to stop", lambda: status(containerd, unique_id) in (None, "STOPPED"))
-    finally:
-        remove(containerd, unique_id)
     poll(f"shim {shim} to exit", lambda: not alive(shim))
 
 

@@ -31,10 +31,9 @@ from v2support import (
     Terminal,
     alive,
     containers,
+    detached,
     nothing_left,
     poll,
-    remove,
-    run_detached,
     shim_socket,
     tasks,
 )
@@ -132,8 +131,7 @@ def test_file_uri_init_and_exec_append_to_a_file_made_as_runc_v2_makes_it(
     assert r.returncode == 0, r.stderr
     check_file(runtime, log, ["out-1", "err-1", "out-2"], stderr=("err-1",))
 
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         exec_log = tmp_path / "exec.log"
         r = containerd.ctr(
             "task", "exec", "--exec-id", "ex", "--log-uri", f"file://{exec_log}", unique_id,
@@ -141,8 +139,6 @@ def test_file_uri_init_and_exec_append_to_a_file_made_as_runc_v2_makes_it(
         )  # fmt: skip
         assert (r.returncode, r.stdout, r.stderr) == (5, "", ""), r.stderr
         check_file(runtime, exec_log, ["exec-out", "exec-err"], stderr=("exec-err",))
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -183,11 +179,10 @@ def test_file_uri_keeps_writing_while_containerd_is_down(
     data.mkdir()
     script = "while [ ! -e /data/go ]; do sleep 0.05; done; seq 1 50000; touch /data/done"
     mount = f"type=bind,src={data},dst=/data,options=rbind:rw"
-    init = run_detached(
+    with detached(
         containerd, runtime, unique_id, "sh", "-c", script,
         options=["--mount", mount, "--log-uri", f"file://{log}"],
-    )  # fmt: skip
-    try:
+    ) as init:  # fmt: skip
         containerd.crash()
         try:
             (data / "go").touch()
@@ -197,8 +192,6 @@ def test_file_uri_keeps_writing_while_containerd_is_down(
             poll("every line in the file", lambda: log.read_text().split() == want)
         finally:
             containerd.revive()
-    finally:
-        remove(containerd, unique_id)
 
 
 # -- binary:// -------------------------------------------------------------------------------
@@ -237,8 +230,7 @@ def test_binary_uri_init_and_exec(
     assert (r.returncode, r.stdout, r.stderr) == (4, "", ""), r.stderr
     check_logged(runtime, tmp_path, unique_id, containerd.namespace, "out", "err")
 
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         r = containerd.ctr(
             "task", "exec", "--exec-id", "ex", "--log-uri", uri, unique_id,
             "sh", "-c", "echo exec-out; echo exec-err >&2; exit 6",
@@ -246,8 +238,6 @@ def test_binary_uri_init_and_exec(
         assert (r.returncode, r.stdout, r.stderr) == (6, "", ""), r.stderr
         # runc-v2 (and so we) name the exec, not the container, in CONTAINER_ID
         check_logged(runtime, tmp_path, "ex", containerd.namespace, "exec-out", "exec-err")
-    finally:
-        remove(containerd, unique_id)
 
 
 def test_binary_uri_logger_never_ready_is_a_clear_error(
@@ -318,15 +308,12 @@ def test_unknown_scheme_is_refused_with_nothing_left(
         assert "invalid argument" in r.stderr and repr(uri) in r.stderr, r.stderr
     assert unique_id not in containers(containerd)
 
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         r = containerd.ctr("task", "exec", "--exec-id", "bad", "--log-uri", uri, unique_id, "true")
         assert r.returncode != 0 and scheme in r.stderr, r.stderr
         if runtime == EPOLL:
             assert "invalid argument" in r.stderr, r.stderr
         assert tasks(containerd)[unique_id][1] == "RUNNING"
-    finally:
-        remove(containerd, unique_id)
 
 
 # -- a terminal's output to a file or a binary (direct ttrpc: ctr's --log-uri has no -t) --------
@@ -343,8 +330,7 @@ def test_unknown_scheme_is_refused_with_nothing_left(
 def test_terminal_output_to_a_file_or_binary(
     containerd: PrivateContainerd, unique_id: str, runtime: str, scheme: str, tmp_path: Path
 ) -> None:
-    run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600"):
         if scheme == "file":
             uri, got = f"file://{tmp_path}/tty.log", tmp_path / "tty.log"
         else:
@@ -367,8 +353,6 @@ def test_terminal_output_to_a_file_or_binary(
         want = "on-the-terminal"
         poll("the terminal's output", lambda: got.exists() and want in got.read_text())
         assert re.search(rb"/dev/pts/\d+\r\non-the-terminal\r\n", got.read_bytes())
-    finally:
-        remove(containerd, unique_id)
 
 
 # -- /dev/stdout for a user that is not root: the same result as runc-v2 in every mode ---------
@@ -432,8 +416,7 @@ def test_dev_stdout_of_a_user_that_is_not_root_matches_runc_v2_in_every_mode(
             rest = [image, cid, "su", "nobody", "-s", "/bin/sh", "-c", PROBE]
             got[("su nobody", mode)] = probe_mode(containerd, mode, verb, rest, tmp_path, cid)
             assert cid not in containers(containerd)
-        run_detached(containerd, runtime, unique_id, "sleep", "600")
-        try:
+        with detached(containerd, runtime, unique_id, "sleep", "600"):
             for mode in MODES:
                 exec_id = f"{name}-{mode}"
                 verb = ["task", "exec", "--user", "65534", "--exec-id", exec_id]
@@ -441,8 +424,6 @@ def test_dev_stdout_of_a_user_that_is_not_root_matches_runc_v2_in_every_mode(
                 got[("--user 65534", mode)] = probe_mode(
                     containerd, mode, verb, rest, tmp_path, exec_id
                 )
-        finally:
-            remove(containerd, unique_id)
     assert results["epollshim"] == results["runc-v2"]
     # What runc-v2 gives, written out: ``su`` leaves its process undumpable, so the kernel
     # refuses it /proc/self/fd whatever the fd is; runc chowns a --user process's stdio to it

@@ -19,6 +19,7 @@ from v2support import (
     alive,
     bundle,
     check,
+    detached,
     nothing_left,
     poll,
     remove,
@@ -68,9 +69,8 @@ def read(path: str) -> str:
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_kill_and_kill_all(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
     """SIGTERM with --all ends the other processes; pid 1 ignores it; SIGKILL ends the task."""
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    shim = shim_pid_of(init)
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
+        shim = shim_pid_of(init)
         for n in (1, 2):
             exec_d = ("task", "exec", "-d", "--exec-id", f"s{n}", unique_id)
             check(containerd.ctr(*exec_d, "sleep", "500"))
@@ -89,16 +89,13 @@ def test_kill_and_kill_all(containerd: PrivateContainerd, unique_id: str, runtim
         r = containerd.ctr("task", "delete", unique_id)
         assert r.returncode == 0 and "exit code 137" in r.stderr, r.stderr
         poll(f"shim {shim} to exit", lambda: not alive(shim))
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_ps_names_exec_processes(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
         check(containerd.ctr("task", "exec", "-d", "--exec-id", "ex1", unique_id, "sleep", "500"))
         procs = poll(
             "the exec in ctr task ps", lambda: len(p := ps(containerd, unique_id)) == 2 and p
@@ -108,8 +105,6 @@ def test_ps_names_exec_processes(
         # ctr prints the ProcessDetails{exec_id} Any (spec section 4.3.5) the Go way
         assert "ExecID:ex1," in procs[exec_pid]
         assert ppid_is(exec_pid, shim_pid_of(init))
-    finally:
-        remove(containerd, unique_id)
 
 
 def ppid_is(pid: int, parent: int) -> bool:
@@ -118,8 +113,7 @@ def ppid_is(pid: int, parent: int) -> bool:
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_pause_and_resume(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
         freezer = cgroup_file(init, "freezer", "freezer.state")
         assert read(freezer) == "THAWED"
         check(containerd.ctr("task", "pause", unique_id))
@@ -132,17 +126,14 @@ def test_pause_and_resume(containerd: PrivateContainerd, unique_id: str, runtime
         assert read(freezer) == "THAWED"
         r = containerd.ctr("task", "exec", "--exec-id", "yes", unique_id, "echo", "alive")
         assert (r.returncode, r.stdout) == (0, "alive\n"), r.stderr
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_update_memory_limit(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
     before, after = 64 << 20, 48 << 20
-    init = run_detached(
+    with detached(
         containerd, runtime, unique_id, "sleep", "600", options=["--memory-limit", str(before)]
-    )
-    try:
+    ) as init:
         limit = cgroup_file(init, "memory", "memory.limit_in_bytes")
         assert int(read(limit)) == before
         resources = json.dumps({"memory": {"limit": after}}).encode()
@@ -154,14 +145,11 @@ def test_update_memory_limit(containerd: PrivateContainerd, unique_id: str, runt
         assert (reply.code, reply.message) == (Code.OK, "")
         assert int(read(limit)) == after
         assert status(containerd, unique_id) == "RUNNING"
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_metrics(containerd: PrivateContainerd, unique_id: str, runtime: str) -> None:
-    run_detached(containerd, runtime, unique_id, "sh", "-c", "sleep 600 & wait")
-    try:
+    with detached(containerd, runtime, unique_id, "sh", "-c", "sleep 600 & wait"):
         r = containerd.ctr("task", "metrics", "--format", "json", unique_id)
         assert r.returncode == 0, r.stderr
         data = json.loads(r.stdout)
@@ -170,8 +158,6 @@ def test_metrics(containerd: PrivateContainerd, unique_id: str, runtime: str) ->
         assert (usage["usage"] if isinstance(usage, dict) else usage) > 0
         table = check(containerd.ctr("task", "metrics", unique_id)).stdout
         assert unique_id in table and "pids.current" in table
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

@@ -20,6 +20,7 @@ from v2support import (
     RUNTIMES,
     ShimConnection,
     check,
+    detached,
     nothing_left,
     remove,
     run_detached,
@@ -75,22 +76,21 @@ def assert_still_serving(ctd: PrivateContainerd, cid: str, init: int) -> None:
 def test_unknown_ids_are_not_found(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
-        with ShimConnection(shim_socket(containerd, unique_id)) as conn:
-            calls = {
-                "State unknown id": ("State", StateRequest(id="no-such-task")),
-                "State unknown exec": ("State", StateRequest(id=unique_id, exec_id="no-exec")),
-                "Kill unknown id": ("Kill", KillRequest(id="no-such-task", signal=9)),
-                "Kill unknown exec": ("Kill", KillRequest(id=unique_id, exec_id="nx", signal=9)),
-                "Delete unknown exec": ("Delete", DeleteRequest(id=unique_id, exec_id="nx")),
-            }
-            codes = {what: conn.call(m, arg).code for what, (m, arg) in calls.items()}
-            assert codes == dict.fromkeys(calls, Code.NOT_FOUND)
-            state = conn.call("State", StateRequest(id=unique_id)).result(StateResponse)
-            assert (state.pid, state.status) == (init, TaskStatus.RUNNING)
-    finally:
-        remove(containerd, unique_id)
+    with (
+        detached(containerd, runtime, unique_id, "sleep", "600") as init,
+        ShimConnection(shim_socket(containerd, unique_id)) as conn,
+    ):
+        calls = {
+            "State unknown id": ("State", StateRequest(id="no-such-task")),
+            "State unknown exec": ("State", StateRequest(id=unique_id, exec_id="no-exec")),
+            "Kill unknown id": ("Kill", KillRequest(id="no-such-task", signal=9)),
+            "Kill unknown exec": ("Kill", KillRequest(id=unique_id, exec_id="nx", signal=9)),
+            "Delete unknown exec": ("Delete", DeleteRequest(id=unique_id, exec_id="nx")),
+        }
+        codes = {what: conn.call(m, arg).code for what, (m, arg) in calls.items()}
+        assert codes == dict.fromkeys(calls, Code.NOT_FOUND)
+        state = conn.call("State", StateRequest(id=unique_id)).result(StateResponse)
+        assert (state.pid, state.status) == (init, TaskStatus.RUNNING)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -98,8 +98,7 @@ def test_bad_requests_get_errors_and_the_connection_stays(
     containerd: PrivateContainerd, unique_id: str, runtime: str
 ) -> None:
     """Even stream id, unparsable Request, unknown service/method: answered, not fatal."""
-    init = run_detached(containerd, runtime, unique_id, "sleep", "600")
-    try:
+    with detached(containerd, runtime, unique_id, "sleep", "600") as init:
         with ShimConnection(shim_socket(containerd, unique_id)) as conn:
 
             def raw(stream_id: int, payload: bytes) -> int:
@@ -118,8 +117,6 @@ def test_bad_requests_get_errors_and_the_connection_stays(
             assert raw(1005, no_method) == Code.UNIMPLEMENTED
             assert raw(1007, state) == Code.OK
         assert_still_serving(containerd, unique_id, init)
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize(
@@ -134,9 +131,8 @@ def test_bad_requests_get_errors_and_the_connection_stays(
 def test_broken_framing_closes_only_that_connection(
     containerd: PrivateContainerd, unique_id: str, garbage: bytes
 ) -> None:
-    init = run_detached(containerd, EPOLL, unique_id, "sleep", "600")
-    shim = shim_pid_of(init)
-    try:
+    with detached(containerd, EPOLL, unique_id, "sleep", "600") as init:
+        shim = shim_pid_of(init)
         with ShimConnection(shim_socket(containerd, unique_id), timeout=20) as bystander:
             with ShimConnection(shim_socket(containerd, unique_id), timeout=20) as conn:
                 conn.sock.sendall(garbage)
@@ -147,8 +143,6 @@ def test_broken_framing_closes_only_that_connection(
         assert shim_pid_of(init) == shim
         assert_still_serving(containerd, unique_id, init)
         check(containerd.ctr("task", "kill", "-s", "SIGKILL", unique_id))
-    finally:
-        remove(containerd, unique_id)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)

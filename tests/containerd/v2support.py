@@ -129,6 +129,17 @@ def run_detached(ctd: PrivateContainerd, runtime: str, cid: str, *cmd: str, **kw
     return wait_status(ctd, cid, "RUNNING")
 
 
+@contextlib.contextmanager
+def detached(ctd: PrivateContainerd, runtime: str, cid: str, *cmd: str, **kw: Any) -> Iterator[int]:
+    """``run_detached`` for a ``with`` block: yields the init pid, then ``remove`` however the
+    block ends."""
+    init = run_detached(ctd, runtime, cid, *cmd, **kw)
+    try:
+        yield init
+    finally:
+        remove(ctd, cid)
+
+
 def shim_pid_of(task_pid: int) -> int:
     """The shim serving a task: the parent of its init (the shim is a subreaper)."""
     return ppid(task_pid)
