@@ -48,7 +48,7 @@ SCENARIOS = ("memory", "start", "throughput", "idle", "exit", "kill", "state", "
 # the parts of the podman scenario (bench/podman.py); podman-version counts calls per monitor.
 # state: 15, because a streaming batch's p50 moves with whatever else the machine runs (round
 # ratios 0.8-1.7x in one run): the median's interval is the 4th to 12th of 15 round ratios
-# (2nd to 8th of 9 before), ~90 s more.
+# (2nd to 8th of 9 before): the scenario took 159 s in a full run, 127 s with 9.
 ROUNDS = {"memory": 3, "start": 20, "throughput": 3, "exit": 20, "kill": 20, "state": 15}
 ROUNDS |= {"podman-memory": 2, "podman-run": 20, "podman-log": 5, "podman-version": 200}
 QUICK_ROUNDS = {"memory": 3, "start": 5, "throughput": 1, "exit": 3, "kill": 3, "state": 3}
