@@ -55,8 +55,29 @@ class K8sLog:
         self.total = 0
 
     def write(self, stream: str, data: bytes) -> None:
-        """Log one chunk of ``stream`` (``stdout``/``stderr``); OSError if the write failed."""
+        """Log one chunk of ``stream`` (``stdout``/``stderr``); OSError if the write failed.
+
+        A chunk that fits under both limits (always, without them) is formatted by
+        ``bytes.replace``, all its lines at once; else line by line (``_write_lines``), which
+        reopens or stops between two lines. Both write the same bytes."""
         prefix = f"{stamp(time.time_ns())} {stream} ".encode()
+        cut = data.rfind(b"\n") + 1  # data[:cut]: the whole lines, data[cut:]: a partial one
+        head = prefix + b"F "
+        out = [head, data[: cut - 1].replace(b"\n", b"\n" + head), b"\n"] if cut else []
+        if cut < len(data):
+            out += (prefix, b"P ", data[cut:], b"\n")
+        chunk = b"".join(out)  # (its size from bytes.count would take 5x as long as this)
+        size = len(chunk)
+        if (self.size_max <= 0 or self.written + size <= self.size_max) and (
+            self.global_max <= 0 or self.total + size <= self.global_max
+        ):
+            self.written += size
+            self.total += size
+            self._flush([chunk])
+            return
+        self._write_lines(prefix, data)
+
+    def _write_lines(self, prefix: bytes, data: bytes) -> None:
         out: list[bytes] = []
         for line in lines(data):
             out_line = self._line(prefix, line)

@@ -9,12 +9,17 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import tty
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from podmansupport import PrivatePodman, alive, k8s_lines
 
+from epollshim.conmon import k8slog
 from epollshim.conmon.attach import STDERR, STDOUT, AttachServer
 from epollshim.conmon.k8slog import K8sLog, lines
 from epollshim.conmon.relay import CtlReader, Output, WinszReader, make_fifo
@@ -66,6 +71,32 @@ def test_k8s_log_global_max_stops(tmp_path: Path) -> None:
         log.write("stdout", b"line %d\n" % i)
     log.close()
     assert len(read_log(path)) == 2  # each line counts 52 bytes here; the third would pass
+
+
+_OUTPUT = st.lists(st.sampled_from([b"\n", b"a", b"bc", b"\r", b"\xff", b"\n\n"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), _OUTPUT.map(b"".join))),
+    size_max=st.integers(-1, 300),
+    global_max=st.integers(-1, 500),
+)
+def test_k8s_log_a_chunk_at_once_writes_what_line_by_line_writes(
+    chunks: list[tuple[str, bytes]], size_max: int, global_max: int
+) -> None:
+    """``write``'s whole-chunk path against ``_write_lines`` alone, chunk after chunk: the same
+    file (reopens included) and the same counts, with and without limits."""
+    with tempfile.TemporaryDirectory() as d, mock.patch.object(k8slog, "stamp", lambda ns: "T"):
+        paths = [Path(d, "chunk.log"), Path(d, "lines.log")]
+        at_once, by_line = (K8sLog(str(p), size_max=size_max, global_max=global_max) for p in paths)
+        for stream, data in chunks:
+            at_once.write(stream, data)
+            by_line._write_lines(f"T {stream} ".encode(), data)
+            assert paths[0].read_bytes() == paths[1].read_bytes()
+            assert (at_once.written, at_once.total) == (by_line.written, by_line.total)
+        at_once.close()
+        by_line.close()
 
 
 def test_k8s_log_reopen_truncates(tmp_path: Path) -> None:
